@@ -1,0 +1,177 @@
+"""Model version storage, verification, activation, and per-process hot reload.
+
+Weights are immutable files addressed by version; each is checked against its
+sha256 before torch reads it, and read with ``weights_only=True``. Every process
+keeps its own loaded model and looks up the active version at most once per
+``MODEL_RELOAD_INTERVAL``; a new version is fully loaded before one reference
+assignment swaps it in, so a prediction never sees half a model.
+"""
+
+import hashlib
+import logging
+import threading
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from django.conf import settings
+from django.core.files.base import ContentFile
+from django.db import transaction
+from django.db.models import Max
+from django.utils import timezone
+
+from . import nn
+from .models import ModelVersion
+
+logger = logging.getLogger(__name__)
+
+
+class WeightsIntegrityError(Exception):
+    """A weights file is missing, altered or unreadable: it is never used."""
+
+
+class NoActiveModel(Exception):
+    """No model version is active, or none of them can be loaded."""
+
+
+def weights_sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def version_create(
+    *,
+    weights: bytes,
+    architecture: str = nn.ARCHITECTURE,
+    metrics: dict,
+    training_info: dict,
+    parent: ModelVersion | None = None,
+    anchors: bytes | None = None,
+    trained_sample_ids: list[int] | tuple[int, ...] = (),
+    activate: bool = False,
+) -> ModelVersion:
+    """Save serialized weights atomically and record them as the next version number.
+
+    ``weights`` come from ``nn.serialize_state``; ``anchors`` are the npz bytes of the replay and evaluation glyphs; without
+    them the version shares its parent's file (files are immutable).
+    """
+    digest = weights_sha256(weights)
+    with transaction.atomic():
+        number = (ModelVersion.objects.aggregate(top=Max("number"))["top"] or 0) + 1
+        version = ModelVersion(
+            number=number,
+            parent=parent,
+            sha256=digest,
+            architecture=architecture,
+            metrics=metrics,
+            training_info=training_info,
+            trained_sample_ids=list(trained_sample_ids),
+        )
+        version.weights.save(f"v{number}-{digest[:12]}.pt", ContentFile(weights), save=False)
+        if anchors is not None:
+            version.anchors.save(f"v{number}-anchors.npz", ContentFile(anchors), save=False)
+        elif parent is not None:
+            version.anchors.name = parent.anchors.name
+        version.save()
+        if activate:
+            version_activate(version=version)
+    return version
+
+
+def version_activate(*, version: ModelVersion) -> ModelVersion:
+    """Make ``version`` the one active version (forward or rollback) in one transaction."""
+    with transaction.atomic():
+        ModelVersion.objects.filter(status=ModelVersion.Status.ACTIVE).exclude(pk=version.pk).update(
+            status=ModelVersion.Status.RETIRED
+        )
+        version.status = ModelVersion.Status.ACTIVE
+        version.activated_at = timezone.now()
+        version.save(update_fields=["status", "activated_at"])
+    return version
+
+
+def read_verified_weights(version: ModelVersion) -> bytes:
+    try:
+        with version.weights.open("rb") as handle:
+            data = handle.read()
+    except (OSError, ValueError) as error:
+        raise WeightsIntegrityError(f"v{version.number}: cannot read weights: {error}") from error
+    if weights_sha256(data) != version.sha256:
+        raise WeightsIntegrityError(f"v{version.number}: weights do not match their sha256")
+    return data
+
+
+def version_load_model(version: ModelVersion) -> torch.nn.Module:
+    """Load a version's network for inference, refusing any file that fails its checksum."""
+    data = read_verified_weights(version)
+    try:
+        return nn.deserialize_state(data, version.architecture)
+    except Exception as error:  # torch raises many types for a malformed archive
+        raise WeightsIntegrityError(f"v{version.number}: cannot load weights: {error}") from error
+
+
+def version_load_anchors(version: ModelVersion) -> dict[str, np.ndarray]:
+    with version.anchors.open("rb") as handle:
+        with np.load(handle) as archive:
+            return {key: archive[key] for key in archive.files}
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    version_id: int
+    number: int
+    model: torch.nn.Module
+
+    def predict_proba(self, glyphs: np.ndarray) -> np.ndarray:
+        return nn.predict_proba(self.model, glyphs)
+
+
+class ActiveModelCache:
+    """The active model of this process, re-checked at most once per interval."""
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._current: LoadedModel | None = None
+        self._checked_at = float("-inf")
+        self._refused: set[tuple[int, str]] = set()
+
+    def get(self) -> LoadedModel:
+        current = self._current
+        if current is not None and time.monotonic() - self._checked_at < settings.MODEL_RELOAD_INTERVAL:
+            return current
+        # One thread refreshes; the others keep predicting with what they have.
+        if not self._lock.acquire(blocking=current is None):
+            return current
+        try:
+            self._refresh()
+        finally:
+            self._lock.release()
+        if self._current is None:
+            raise NoActiveModel("no model version is active; run `manage.py install_default_model`")
+        return self._current
+
+    def _refresh(self):
+        active = ModelVersion.objects.filter(status=ModelVersion.Status.ACTIVE).first()
+        self._checked_at = time.monotonic()
+        if active is None or (self._current and self._current.version_id == active.pk):
+            return
+        if (active.pk, active.sha256) in self._refused:
+            return
+        try:
+            model = version_load_model(active)
+        except WeightsIntegrityError as error:
+            self._refused.add((active.pk, active.sha256))
+            logger.error("Refusing model %s, still serving %s", error, self._current)
+            return
+        torch.set_num_threads(settings.TORCH_THREADS)
+        self._current = LoadedModel(version_id=active.pk, number=active.number, model=model)
+        logger.info("Serving model v%s", active.number)
+
+    def clear(self):
+        with self._lock:
+            self._current = None
+            self._checked_at = float("-inf")
+            self._refused.clear()
+
+
+active_model = ActiveModelCache()
