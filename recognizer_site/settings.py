@@ -110,8 +110,20 @@ STORAGES = {
     },
 }
 LOGIN_URL = "admin:login"
+# In development whitenoise serves straight from static/; production serves collectstatic output.
+WHITENOISE_USE_FINDERS = DEBUG
 
 REDIS_URL = env("REDIS_URL", default="redis://127.0.0.1:6379/0")
+# Shared by every process (DRF throttles count here); short timeouts because the
+# prediction path must keep working while Redis is down.
+CACHES = {
+    "default": {
+        "BACKEND": "django.core.cache.backends.redis.RedisCache",
+        "LOCATION": env("CACHE_URL", default=REDIS_URL),
+        "KEY_PREFIX": "recognizer",
+        "OPTIONS": {"socket_connect_timeout": 0.5, "socket_timeout": 0.5},
+    }
+}
 
 LOGGING = {
     "version": 1,
@@ -179,3 +191,33 @@ CELERY_TASK_SEND_SENT_EVENT = True
 # An unacknowledged task returns after this; it must exceed the longest fine-tune.
 CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600}
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+CELERY_TASK_DEFAULT_QUEUE = "celery"
+# Fine-tunes go to their own queue, served by one process per worker.
+CELERY_TASK_ROUTES = {"training.fine_tune": {"queue": "training"}}
+CELERY_BEAT_SCHEDULE = {
+    "training-sweep": {
+        "task": "training.sweep",
+        "schedule": env.float("TRAINING_SWEEP_INTERVAL", default=10.0),
+    }
+}
+
+# --- Online learning (see training/services.py) ---------------------------
+FINE_TUNE = {
+    "STEPS": env.int("FINE_TUNE_STEPS", default=30),
+    "BATCH_SIZE": env.int("FINE_TUNE_BATCH_SIZE", default=64),
+    "LEARNING_RATE": env.float("FINE_TUNE_LEARNING_RATE", default=3e-4),
+    # Share of every batch drawn from the new corrections; the rest is replay.
+    "NEW_FRACTION": env.float("FINE_TUNE_NEW_FRACTION", default=0.25),
+    # Replay of earlier labelled user samples, at most this many per class.
+    "REPLAY_PER_CLASS": env.int("FINE_TUNE_REPLAY_PER_CLASS", default=20),
+    # One user sample in this many is held out for evaluation, never trained on.
+    "HELDOUT_EVERY": env.int("FINE_TUNE_HELDOUT_EVERY", default=5),
+    "HELDOUT_LIMIT": env.int("FINE_TUNE_HELDOUT_LIMIT", default=1000),
+    "MAX_SECONDS": env.float("FINE_TUNE_MAX_SECONDS", default=60.0),
+    "THREADS": env.int("FINE_TUNE_THREADS", default=2),
+    "SEED": env.int("FINE_TUNE_SEED", default=0),
+    # Gate: the largest accuracy drop on the fixed evaluation set we publish.
+    "MAX_FORGETTING": env.float("FINE_TUNE_MAX_FORGETTING", default=0.01),
+    # A running run with no heartbeat for this long lost its worker.
+    "STALE_SECONDS": env.float("FINE_TUNE_STALE_SECONDS", default=30.0),
+}

@@ -1,0 +1,231 @@
+"""Request validation and response shapes of the REST API."""
+
+import base64
+import binascii
+import math
+import re
+
+from django.conf import settings
+from django.core.files.uploadedfile import UploadedFile
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import extend_schema_field
+from rest_framework import serializers
+
+from recognition.images import DrawingError
+from recognition.models import Correction, Prediction, Sample
+from training.classes import CLASSES
+from training.models import ModelVersion, TrainingRun
+
+DATA_URL_PREFIX = re.compile(r"^data:[\w/+.-]*(;[\w=.-]+)*;base64,")
+MAX_STROKES = 500
+MAX_POINTS = 20_000
+
+
+@extend_schema_field(
+    {"type": "string", "description": "A PNG/JPEG/WebP/GIF/BMP file, or its base64 or data URL"}
+)
+class DrawingField(serializers.Field):
+    """Accepts an uploaded file (multipart) or base64 text (JSON); yields the raw bytes."""
+
+    default_error_messages = {
+        "invalid_base64": "The image is not valid base64 (a data URL or plain base64).",
+        "invalid_type": "Send the image as a file (multipart) or as base64 text (JSON).",
+    }
+
+    def to_internal_value(self, data) -> bytes:
+        limit = settings.MAX_UPLOAD_BYTES
+        if isinstance(data, UploadedFile):
+            if data.size > limit:
+                raise DrawingError(
+                    "too_large", f"The image is {data.size} bytes; the limit is {limit} bytes."
+                )
+            return data.read()
+        if not isinstance(data, str):
+            self.fail("invalid_type")
+        text = DATA_URL_PREFIX.sub("", data.strip(), count=1)
+        if len(text) * 3 // 4 > limit:
+            raise DrawingError("too_large", f"The image is over the limit of {limit} bytes.")
+        try:
+            return base64.b64decode(text, validate=True)
+        except (binascii.Error, ValueError):
+            self.fail("invalid_base64")
+
+    def to_representation(self, value):
+        return None
+
+
+def validate_strokes(strokes):
+    """A list of strokes, each a list of [x, y, t] finite numbers, within sane bounds."""
+    if strokes is None:
+        return None
+    if not isinstance(strokes, list) or len(strokes) > MAX_STROKES:
+        raise serializers.ValidationError(f"Send at most {MAX_STROKES} strokes as a list.")
+    points = 0
+    for stroke in strokes:
+        if not isinstance(stroke, list):
+            raise serializers.ValidationError("Each stroke is a list of [x, y, t] points.")
+        points += len(stroke)
+        for point in stroke:
+            if (
+                not isinstance(point, list)
+                or len(point) != 3
+                or not all(
+                    isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
+                    for v in point
+                )
+            ):
+                raise serializers.ValidationError("Each point is [x, y, t] with finite numbers.")
+    if points > MAX_POINTS:
+        raise serializers.ValidationError(f"Send at most {MAX_POINTS} points in all.")
+    return strokes
+
+
+class LabelField(serializers.ChoiceField):
+    def __init__(self, **kwargs):
+        super().__init__(choices=CLASSES, **kwargs)
+        self.error_messages["invalid_choice"] = (
+            '"{input}" is not a label: use one of ' + " ".join(CLASSES) + "."
+        )
+
+    def to_internal_value(self, data):
+        try:
+            return super().to_internal_value(data)
+        except serializers.ValidationError as error:
+            raise serializers.ValidationError(error.detail, code="invalid_label") from None
+
+
+class TopLabelSerializer(serializers.Serializer):
+    label = serializers.CharField()
+    probability = serializers.FloatField()
+
+
+class TrainingRunBriefSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = TrainingRun
+        fields = ["id", "status"]
+
+
+class TrainingRunSerializer(serializers.ModelSerializer):
+    parent_version = serializers.IntegerField(source="parent_version.number", allow_null=True)
+    result_version = serializers.IntegerField(source="result_version.number", allow_null=True)
+    corrections = serializers.PrimaryKeyRelatedField(many=True, read_only=True)
+
+    class Meta:
+        model = TrainingRun
+        fields = [
+            "id",
+            "status",
+            "progress",
+            "parent_version",
+            "result_version",
+            "corrections",
+            "attempts",
+            "metrics",
+            "reason",
+            "error",
+            "created_at",
+            "started_at",
+            "finished_at",
+        ]
+
+
+class ModelVersionSerializer(serializers.ModelSerializer):
+    parent = serializers.IntegerField(source="parent.number", allow_null=True)
+    accuracy = serializers.SerializerMethodField()
+
+    class Meta:
+        model = ModelVersion
+        fields = [
+            "id",
+            "number",
+            "status",
+            "parent",
+            "architecture",
+            "classes",
+            "sha256",
+            "accuracy",
+            "created_at",
+            "activated_at",
+        ]
+
+    @extend_schema_field(OpenApiTypes.OBJECT)
+    def get_accuracy(self, version) -> dict:
+        """The headline accuracies; the full metrics are in the admin."""
+        return {
+            key: version.metrics[key]
+            for key in ("overall", "digits", "letters", "forgetting")
+            if key in version.metrics
+        }
+
+
+class PredictionSerializer(serializers.ModelSerializer):
+    model_version = serializers.IntegerField(source="model_version.number")
+
+    class Meta:
+        model = Prediction
+        fields = [
+            "id",
+            "label",
+            "confidence",
+            "probabilities",
+            "model_version",
+            "latency_ms",
+            "created_at",
+        ]
+
+
+class CorrectionSerializer(serializers.ModelSerializer):
+    training_runs = serializers.PrimaryKeyRelatedField(many=True, read_only=True)
+
+    class Meta:
+        model = Correction
+        fields = [
+            "id",
+            "sample",
+            "label",
+            "previous_label",
+            "source",
+            "training_state",
+            "training_runs",
+            "created_at",
+        ]
+
+
+class SampleListSerializer(serializers.ModelSerializer):
+    predicted_label = serializers.CharField(allow_null=True)
+    confidence = serializers.FloatField(allow_null=True)
+    model_version = serializers.IntegerField(source="model_version_number", allow_null=True)
+    corrected = serializers.BooleanField()
+
+    class Meta:
+        model = Sample
+        fields = [
+            "id",
+            "image",
+            "label",
+            "predicted_label",
+            "confidence",
+            "model_version",
+            "corrected",
+            "status",
+            "source",
+            "width",
+            "height",
+            "created_at",
+        ]
+
+
+class SampleDetailSerializer(SampleListSerializer):
+    predictions = PredictionSerializer(many=True, read_only=True)
+    corrections = CorrectionSerializer(many=True, read_only=True)
+
+    class Meta(SampleListSerializer.Meta):
+        fields = SampleListSerializer.Meta.fields + ["strokes", "predictions", "corrections"]
+
+
+class ErrorSerializer(serializers.Serializer):
+    class ErrorBody(serializers.Serializer):
+        code = serializers.CharField()
+        message = serializers.CharField()
+
+    error = ErrorBody()

@@ -1,0 +1,208 @@
+"""Thin API views: validate, call a service or a selector, shape the answer."""
+
+import django_filters
+from django.db import transaction
+from drf_spectacular.utils import OpenApiResponse, extend_schema
+from rest_framework import mixins, serializers, status, viewsets
+from rest_framework.decorators import action
+from rest_framework.exceptions import NotFound
+from rest_framework.parsers import JSONParser, MultiPartParser
+from rest_framework.permissions import AllowAny, BasePermission, IsAdminUser
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from recognition import selectors, services
+from recognition.models import Correction, Sample
+from training.models import ModelVersion, TrainingRun
+from training.registry import version_activate
+
+from .serializers import (
+    CorrectionSerializer,
+    DrawingField,
+    ErrorSerializer,
+    LabelField,
+    ModelVersionSerializer,
+    SampleDetailSerializer,
+    SampleListSerializer,
+    TopLabelSerializer,
+    TrainingRunBriefSerializer,
+    TrainingRunSerializer,
+    validate_strokes,
+)
+from .throttles import AnonThrottle, UserThrottle
+
+ERRORS = {
+    400: OpenApiResponse(ErrorSerializer, description="Bad input, with a code and a reason"),
+    404: OpenApiResponse(ErrorSerializer, description="No such object"),
+    429: OpenApiResponse(ErrorSerializer, description="Throttled"),
+}
+
+
+def _session_key(request, *, create: bool) -> str:
+    if create and not request.session.session_key:
+        request.session.save()
+    return request.session.session_key or ""
+
+
+class PredictionCreateApi(APIView):
+    """Recognize a drawing: the top-5 labels, the model version, and what the model saw."""
+
+    permission_classes = [AllowAny]
+    throttle_classes = [AnonThrottle, UserThrottle]
+    parser_classes = [JSONParser, MultiPartParser]
+
+    class InputSerializer(serializers.Serializer):
+        image = DrawingField()
+        strokes = serializers.JSONField(
+            required=False, allow_null=True, validators=[validate_strokes]
+        )
+        source = serializers.ChoiceField(
+            choices=Sample.Source.choices, default=Sample.Source.API
+        )
+
+    class OutputSerializer(serializers.Serializer):
+        sample = serializers.IntegerField(source="sample.pk")
+        label = serializers.CharField(source="prediction.label")
+        confidence = serializers.FloatField(source="prediction.confidence")
+        top = TopLabelSerializer(many=True)
+        model_version = serializers.IntegerField(source="prediction.model_version.number")
+        preview = serializers.CharField(source="preview_data_url")
+        latency_ms = serializers.FloatField(source="prediction.latency_ms")
+
+    @extend_schema(
+        request={
+            "application/json": InputSerializer,
+            "multipart/form-data": InputSerializer,
+        },
+        responses={201: OutputSerializer, 413: ERRORS[400], **ERRORS},
+    )
+    def post(self, request):
+        serializer = self.InputSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        data = serializer.validated_data
+        outcome = services.predict_drawing(
+            image_data=data["image"],
+            strokes=data.get("strokes"),
+            source=data["source"],
+            user=request.user,
+            session_key=_session_key(request, create=data["source"] == Sample.Source.PAGE),
+        )
+        return Response(self.OutputSerializer(outcome).data, status=status.HTTP_201_CREATED)
+
+
+class CorrectionCreateApi(APIView):
+    """Give a sample its right label; the answer names the fine-tune that will learn it."""
+
+    permission_classes = [AllowAny]
+    throttle_classes = [AnonThrottle, UserThrottle]
+
+    class InputSerializer(serializers.Serializer):
+        label = LabelField()
+        source = serializers.ChoiceField(
+            choices=[Correction.Source.PAGE, Correction.Source.API],
+            default=Correction.Source.API,
+        )
+
+    class OutputSerializer(CorrectionSerializer):
+        training_run = TrainingRunBriefSerializer(allow_null=True)
+
+        class Meta(CorrectionSerializer.Meta):
+            fields = CorrectionSerializer.Meta.fields + ["training_run"]
+
+    @extend_schema(request=InputSerializer, responses={201: OutputSerializer, **ERRORS})
+    def post(self, request, sample_id: int):
+        serializer = self.InputSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        sample = selectors.sample_for_correction(
+            sample_id=sample_id, user=request.user, session_key=request.session.session_key
+        )
+        if sample is None:
+            raise NotFound(f"No sample {sample_id} that you may label.")
+        outcome = services.correct_sample(
+            sample=sample,
+            label=serializer.validated_data["label"],
+            source=serializer.validated_data["source"],
+            author=request.user,
+            session_key=request.session.session_key or "",
+        )
+        correction = outcome.correction
+        correction.training_run = outcome.training_run
+        return Response(self.OutputSerializer(correction).data, status=status.HTTP_201_CREATED)
+
+
+class CanViewSamples(BasePermission):
+    """Drawings belong to the people who made them: staff, or a user allowed to view samples."""
+
+    def has_permission(self, request, view):
+        user = request.user
+        return bool(user and user.is_authenticated) and (
+            user.is_staff or user.has_perm("recognition.view_sample")
+        )
+
+
+class SampleFilter(django_filters.FilterSet):
+    label = django_filters.ChoiceFilter(choices=Sample._meta.get_field("label").choices)
+    predicted_label = django_filters.CharFilter()
+    status = django_filters.ChoiceFilter(choices=Sample.Status.choices)
+    corrected = django_filters.BooleanFilter()
+    model_version = django_filters.NumberFilter(field_name="model_version_number")
+    min_confidence = django_filters.NumberFilter(field_name="confidence", lookup_expr="gte")
+    max_confidence = django_filters.NumberFilter(field_name="confidence", lookup_expr="lte")
+    source = django_filters.ChoiceFilter(choices=Sample.Source.choices)
+
+    class Meta:
+        model = Sample
+        fields: list = []
+
+
+class SampleViewSet(viewsets.ReadOnlyModelViewSet):
+    """Samples with their latest prediction; the detail has every prediction and correction."""
+
+    permission_classes = [CanViewSamples]
+    filterset_class = SampleFilter
+
+    def get_queryset(self):
+        return selectors.sample_list()
+
+    def get_serializer_class(self):
+        return SampleDetailSerializer if self.action == "retrieve" else SampleListSerializer
+
+    def get_object(self):
+        try:
+            return selectors.sample_detail(sample_id=int(self.kwargs["pk"]))
+        except (Sample.DoesNotExist, ValueError, OverflowError):
+            raise NotFound(f"No sample {self.kwargs['pk']}.") from None
+
+
+class ModelVersionViewSet(viewsets.ReadOnlyModelViewSet):
+    """Model versions, newest first; staff activate one to roll back or forward."""
+
+    queryset = ModelVersion.objects.select_related("parent")
+    serializer_class = ModelVersionSerializer
+    permission_classes = [AllowAny]
+
+    @extend_schema(responses={200: ModelVersionSerializer, 404: ERRORS[404]})
+    @action(detail=False)
+    def active(self, request):
+        version = self.get_queryset().filter(status=ModelVersion.Status.ACTIVE).first()
+        if version is None:
+            raise NotFound("No model version is active.")
+        return Response(self.get_serializer(version).data)
+
+    @extend_schema(request=None, responses={200: ModelVersionSerializer, **ERRORS})
+    @action(detail=True, methods=["post"], permission_classes=[IsAdminUser])
+    def activate(self, request, pk=None):
+        version = self.get_object()
+        with transaction.atomic():
+            version_activate(version=version)
+        return Response(self.get_serializer(version).data)
+
+
+class TrainingRunViewSet(mixins.RetrieveModelMixin, mixins.ListModelMixin, viewsets.GenericViewSet):
+    """Fine-tunes and their progress; anyone may follow a run, staff may list them."""
+
+    queryset = TrainingRun.objects.select_related("parent_version", "result_version")
+    serializer_class = TrainingRunSerializer
+
+    def get_permissions(self):
+        return [AllowAny()] if self.action == "retrieve" else [IsAdminUser()]

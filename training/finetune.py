@@ -1,0 +1,122 @@
+"""Online fine-tuning with replay, and the evaluation gate (no Django).
+
+A fine-tune starts from the active weights, keeps BatchNorm statistics frozen
+(its batches are small and skewed towards a few classes), and trains a few steps
+on batches that mix the new corrections, augmented, with replayed earlier
+samples, so the model learns the correction without forgetting the rest.
+"""
+
+import copy
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from . import nn
+from .augment import augment_batch
+
+
+@dataclass(frozen=True)
+class FineTuneConfig:
+    steps: int = 30
+    batch_size: int = 64
+    learning_rate: float = 3e-4
+    new_fraction: float = 0.25
+    max_seconds: float = 60.0
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class GateDecision:
+    passed: bool
+    reason: str
+    metrics: dict
+
+
+def fine_tune(
+    model: torch.nn.Module,
+    *,
+    new_glyphs: np.ndarray,
+    new_labels: np.ndarray,
+    replay_glyphs: np.ndarray,
+    replay_labels: np.ndarray,
+    config: FineTuneConfig,
+    on_progress: Callable[[float], None] | None = None,
+) -> torch.nn.Module:
+    """Return a fine-tuned copy of ``model``; the original is left untouched."""
+    if len(new_glyphs) == 0:
+        raise ValueError("nothing to fine-tune on")
+    candidate = copy.deepcopy(model)
+    nn.set_train_mode(candidate, freeze_bn=True)
+    generator = torch.Generator().manual_seed(config.seed)
+    torch.manual_seed(config.seed)
+    new_x = nn.glyphs_to_tensor(new_glyphs)
+    new_y = torch.as_tensor(new_labels, dtype=torch.long)
+    replay_x = nn.glyphs_to_tensor(replay_glyphs)
+    replay_y = torch.as_tensor(replay_labels, dtype=torch.long)
+    new_per_batch = max(1, round(config.batch_size * config.new_fraction))
+    replay_per_batch = config.batch_size - new_per_batch if len(replay_x) else 0
+    optimizer = torch.optim.Adam(
+        [p for p in candidate.parameters() if p.requires_grad], lr=config.learning_rate
+    )
+    started = time.monotonic()
+    for step in range(config.steps):
+        new_pick = torch.randint(len(new_x), (new_per_batch,), generator=generator)
+        replay_pick = torch.randint(max(len(replay_x), 1), (replay_per_batch,), generator=generator)
+        x = torch.cat([new_x[new_pick], replay_x[replay_pick]])
+        y = torch.cat([new_y[new_pick], replay_y[replay_pick]])
+        x = augment_batch(x, generator)
+        loss = F.cross_entropy(candidate(x), y)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        if on_progress is not None:
+            on_progress((step + 1) / config.steps)
+        if time.monotonic() - started > config.max_seconds:
+            break
+    candidate.eval()
+    return candidate
+
+
+def gate(
+    *,
+    parent: torch.nn.Module,
+    candidate: torch.nn.Module,
+    fixed_glyphs: np.ndarray,
+    fixed_labels: np.ndarray,
+    new_glyphs: np.ndarray,
+    new_labels: np.ndarray,
+    max_forgetting: float,
+) -> GateDecision:
+    """Publish only if the candidate forgets at most ``max_forgetting`` and learned the corrections.
+
+    Learned means: every correction is now predicted right, or more of them than before.
+    """
+    parent_fixed = nn.evaluate(parent, fixed_glyphs, fixed_labels)
+    candidate_fixed = nn.evaluate(candidate, fixed_glyphs, fixed_labels)
+    parent_new = nn.evaluate(parent, new_glyphs, new_labels)["overall"]
+    candidate_new = nn.evaluate(candidate, new_glyphs, new_labels)["overall"]
+    forgetting = parent_fixed["overall"] - candidate_fixed["overall"]
+    metrics = {
+        **candidate_fixed,
+        "parent_overall": parent_fixed["overall"],
+        "forgetting": forgetting,
+        "corrections_before": parent_new,
+        "corrections_after": candidate_new,
+    }
+    learned = candidate_new >= 1.0 or candidate_new > parent_new
+    if forgetting > max_forgetting:
+        reason = (
+            f"forgetting {forgetting * 100:.2f} points on the fixed set exceeds "
+            f"{max_forgetting * 100:.2f}"
+        )
+        return GateDecision(False, reason, metrics)
+    if not learned:
+        reason = (
+            f"corrections predicted right {candidate_new:.0%} after vs {parent_new:.0%} before"
+        )
+        return GateDecision(False, reason, metrics)
+    return GateDecision(True, "", metrics)

@@ -1,0 +1,263 @@
+"""Writers of training runs: request, execute, recover.
+
+Life of a run: a correction that teaches something calls ``training_run_request``,
+which returns the one queued run (creating it and sending its task after the
+transaction commits). When a worker starts the run it claims it with a
+conditional UPDATE (the database allows one running run, so the version chain
+stays linear) and takes every pending correction at that moment; corrections
+arriving later wait for the next run. The run publishes a new version, active
+only if it passes the gate. Anything that fails leaves its corrections pending,
+and ``training_runs_sweep`` (periodic, and at worker start) re-queues them.
+"""
+
+import logging
+import time
+from datetime import timedelta
+from functools import partial
+
+import numpy as np
+import torch
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.db.models import F
+from django.utils import timezone
+
+from recognition.models import Correction
+
+from . import nn, registry, replay
+from .finetune import FineTuneConfig, fine_tune, gate
+from .models import ModelVersion, TrainingRun
+
+logger = logging.getLogger(__name__)
+
+
+class TrainingBusy(Exception):
+    """Another run is training; this one must wait its turn."""
+
+
+def training_run_request() -> TrainingRun:
+    """Return the queued run that will take every pending correction, creating it if needed."""
+    run = TrainingRun.objects.filter(status=TrainingRun.Status.QUEUED).first()
+    if run is not None:
+        return run
+    try:
+        with transaction.atomic():
+            run = TrainingRun.objects.create(status=TrainingRun.Status.QUEUED)
+    except IntegrityError:
+        return TrainingRun.objects.get(status=TrainingRun.Status.QUEUED)
+    transaction.on_commit(partial(training_run_dispatch, run_id=run.pk))
+    return run
+
+
+def training_run_dispatch(*, run_id: int) -> bool:
+    """Send the run's task; if the broker is down, leave it queued for the sweep."""
+    from .tasks import fine_tune_task
+
+    try:
+        result = fine_tune_task.apply_async(args=[run_id], retry=False)
+    except Exception as error:  # kombu and redis raise several connection error types
+        logger.warning("Could not queue training run %s (the sweep will): %s", run_id, error)
+        return False
+    TrainingRun.objects.filter(pk=run_id, status=TrainingRun.Status.QUEUED).update(
+        task_id=result.id
+    )
+    return True
+
+
+def _claim(*, run_id: int) -> TrainingRun | None:
+    """Move a queued run to running and give it the pending corrections, or say why not."""
+    now = timezone.now()
+    with transaction.atomic():
+        try:
+            with transaction.atomic():
+                claimed = TrainingRun.objects.filter(
+                    pk=run_id, status=TrainingRun.Status.QUEUED
+                ).update(
+                    status=TrainingRun.Status.RUNNING,
+                    attempts=F("attempts") + 1,
+                    started_at=now,
+                    heartbeat_at=now,
+                )
+        except IntegrityError:
+            raise TrainingBusy(f"another run is training; run {run_id} waits") from None
+        if not claimed:
+            return None
+        run = TrainingRun.objects.get(pk=run_id)
+        run.parent_version = ModelVersion.objects.filter(
+            status=ModelVersion.Status.ACTIVE
+        ).first()
+        run.save(update_fields=["parent_version"])
+        run.corrections.set(replay.pending_corrections())
+    return run
+
+
+def _finish(run: TrainingRun, *, status: str, **fields):
+    run.status = status
+    run.finished_at = timezone.now()
+    for name, value in fields.items():
+        setattr(run, name, value)
+    run.save()
+
+
+def training_run_execute(*, run_id: int) -> TrainingRun | None:
+    """Run one fine-tune to its end. Idempotent: a finished run is left as it is.
+
+    Raises TrainingBusy while another run holds the single-writer slot.
+    """
+    run = _claim(run_id=run_id)
+    if run is None:
+        return TrainingRun.objects.filter(pk=run_id).first()
+    try:
+        _fine_tune_and_publish(run)
+    except Exception as error:
+        # Its corrections stay pending; the sweep retries them, at its own pace.
+        logger.exception("Training run %s failed", run.pk)
+        _finish(run, status=TrainingRun.Status.FAILED, error=f"{type(error).__name__}: {error}")
+        return run
+    if replay.pending_corrections():
+        training_run_request()
+    return run
+
+
+def _fine_tune_and_publish(run: TrainingRun):
+    config = settings.FINE_TUNE
+    corrections = list(run.corrections.all())
+    parent_version = run.parent_version
+    if parent_version is None:
+        raise RuntimeError("no active model version to fine-tune")
+    new = replay.new_corrections_set(corrections)
+    if not corrections or not len(new):
+        _finish(run, status=TrainingRun.Status.REJECTED, reason="nothing left to learn")
+        Correction.objects.filter(pk__in=[c.pk for c in corrections]).update(
+            training_state=Correction.TrainingState.REJECTED
+        )
+        return
+
+    started = time.monotonic()
+    torch.set_num_threads(config["THREADS"])
+    parent = registry.version_load_model(parent_version)
+    anchors = registry.version_load_anchors(parent_version)
+    anchor_set = replay.GlyphSet(anchors["anchor_glyphs"], anchors["anchor_labels"])
+    user_replay = replay.replay_set(
+        exclude_ids=new.sample_ids,
+        per_class=config["REPLAY_PER_CLASS"],
+        every=config["HELDOUT_EVERY"],
+        seed=config["SEED"] + run.pk,
+    )
+    heldout = replay.heldout_user_set(
+        exclude_ids=new.sample_ids, every=config["HELDOUT_EVERY"], limit=config["HELDOUT_LIMIT"]
+    )
+    fixed = replay.GlyphSet(anchors["eval_glyphs"], anchors["eval_labels"]) + heldout
+    replay_pool = anchor_set + user_replay
+
+    last_beat = [0.0]
+
+    def heartbeat(progress: float):
+        now = time.monotonic()
+        if now - last_beat[0] >= 0.5 or progress >= 1.0:
+            last_beat[0] = now
+            TrainingRun.objects.filter(pk=run.pk).update(
+                progress=round(progress, 3), heartbeat_at=timezone.now()
+            )
+
+    candidate = fine_tune(
+        parent,
+        new_glyphs=new.glyphs,
+        new_labels=new.labels,
+        replay_glyphs=replay_pool.glyphs,
+        replay_labels=replay_pool.labels,
+        config=FineTuneConfig(
+            steps=config["STEPS"],
+            batch_size=config["BATCH_SIZE"],
+            learning_rate=config["LEARNING_RATE"],
+            new_fraction=config["NEW_FRACTION"],
+            max_seconds=config["MAX_SECONDS"],
+            seed=config["SEED"] + run.pk,
+        ),
+        on_progress=heartbeat,
+    )
+    decision = gate(
+        parent=parent,
+        candidate=candidate,
+        fixed_glyphs=fixed.glyphs,
+        fixed_labels=fixed.labels,
+        new_glyphs=new.glyphs,
+        new_labels=new.labels,
+        max_forgetting=config["MAX_FORGETTING"],
+    )
+    metrics = {
+        **decision.metrics,
+        "fixed_set": {"anchors": len(anchors["eval_labels"]), "user_heldout": len(heldout)},
+        "trained_on": {
+            "corrections": len(new),
+            "user_replay": len(user_replay),
+            "anchors": len(anchor_set),
+        },
+        "seconds": round(time.monotonic() - started, 3),
+    }
+    training_info = {
+        "kind": "fine-tune",
+        "training_run": run.pk,
+        "settings": {k: v for k, v in config.items()},
+        "correction_ids": [c.pk for c in corrections],
+    }
+    _publish(run, candidate, decision.passed, decision.reason, metrics, training_info, new)
+
+
+def _publish(run, candidate, passed, reason, metrics, training_info, new):
+    """Store the candidate and settle the run and its corrections in one transaction."""
+    weights = nn.serialize_state(candidate)
+    with transaction.atomic():
+        parent_still_active = ModelVersion.objects.filter(
+            pk=run.parent_version_id, status=ModelVersion.Status.ACTIVE
+        ).exists()
+        if passed and not parent_still_active:
+            passed, reason = False, "the parent version was deactivated during the run"
+        version = registry.version_create(
+            weights=weights,
+            metrics=metrics,
+            training_info=training_info,
+            parent=run.parent_version,
+            trained_sample_ids=[int(i) for i in np.unique(new.sample_ids)],
+            activate=passed,
+        )
+        if not passed:
+            version.status = ModelVersion.Status.REJECTED
+            version.save(update_fields=["status"])
+        _finish(
+            run,
+            status=TrainingRun.Status.SUCCEEDED if passed else TrainingRun.Status.REJECTED,
+            result_version=version,
+            metrics=metrics,
+            reason=reason,
+            progress=1.0,
+        )
+        settled = run.corrections.filter(training_state=Correction.TrainingState.PENDING)
+        if passed:
+            settled.update(training_state=Correction.TrainingState.TRAINED)
+        elif parent_still_active:
+            settled.update(training_state=Correction.TrainingState.REJECTED)
+        # Otherwise they stay pending and train on top of the newly active version.
+
+
+def training_runs_sweep() -> dict:
+    """Fail runs whose worker died, and make sure pending corrections have a run on its way."""
+    stale_before = timezone.now() - timedelta(seconds=settings.FINE_TUNE["STALE_SECONDS"])
+    failed = TrainingRun.objects.filter(
+        status=TrainingRun.Status.RUNNING, heartbeat_at__lt=stale_before
+    ).update(
+        status=TrainingRun.Status.FAILED,
+        finished_at=timezone.now(),
+        error="worker lost: no heartbeat; its corrections go to the next run",
+    )
+    requeued = None
+    if replay.pending_corrections():
+        with transaction.atomic():
+            run = training_run_request()
+        idle = not TrainingRun.objects.filter(status=TrainingRun.Status.RUNNING).exists()
+        waited = timezone.now() - run.created_at > timedelta(seconds=5)
+        # A queued run whose message never went out, or was lost with its worker.
+        if not run.task_id or (idle and waited):
+            training_run_dispatch(run_id=run.pk)
+            requeued = run.pk
+    return {"failed_stale": failed, "dispatched": requeued}

@@ -1,0 +1,25 @@
+"""Celery tasks: thin wrappers over training services."""
+
+from celery import shared_task
+from celery.signals import worker_ready
+
+from . import services
+
+
+@shared_task(bind=True, name="training.fine_tune", acks_late=True, max_retries=None)
+def fine_tune_task(self, run_id: int):
+    try:
+        services.training_run_execute(run_id=run_id)
+    except services.TrainingBusy as busy:
+        raise self.retry(countdown=1, exc=busy) from None
+
+
+@shared_task(name="training.sweep", ignore_result=True)
+def sweep_task():
+    return services.training_runs_sweep()
+
+
+@worker_ready.connect
+def sweep_at_start(**kwargs):
+    """A restarted worker picks up what its predecessor left behind."""
+    services.training_runs_sweep()
