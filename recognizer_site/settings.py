@@ -221,3 +221,14 @@ FINE_TUNE = {
     # A running run with no heartbeat for this long lost its worker.
     "STALE_SECONDS": env.float("FINE_TUNE_STALE_SECONDS", default=30.0),
 }
+
+# --- Production hardening (DEBUG=0; `manage.py check --deploy` is clean) ----
+if not DEBUG:
+    SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", default=True)
+    # Behind a TLS-terminating proxy that sets X-Forwarded-Proto.
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+    SESSION_COOKIE_SECURE = True
+    CSRF_COOKIE_SECURE = True
+    SECURE_HSTS_SECONDS = env.int("SECURE_HSTS_SECONDS", default=31536000)
+    SECURE_HSTS_INCLUDE_SUBDOMAINS = True
+    SECURE_HSTS_PRELOAD = True

