@@ -1,6 +1,5 @@
 """Shared fixtures: media in a temporary folder, local caches, models to predict with."""
 
-import io
 import os
 import signal
 import socket
@@ -9,16 +8,16 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import pytest
 import redis
 from django.conf import settings
 from django.core.cache import cache
 from django.core.management import call_command
-from PIL import Image, ImageDraw
 
 from training.models import ModelVersion
 from training.registry import active_model
+
+from .drawing import ONE, SEVEN, ZERO, draw_png  # noqa: F401  (re-exported for tests)
 
 
 @pytest.fixture(autouse=True)
@@ -39,40 +38,6 @@ def default_model(db) -> ModelVersion:
     return ModelVersion.objects.get(status=ModelVersion.Status.ACTIVE)
 
 
-def draw_png(
-    strokes,
-    *,
-    size: int = 280,
-    width: int = 18,
-    mode: str = "RGBA",
-    ink=(0, 0, 0, 255),
-    paper=(255, 255, 255, 255),
-    image_format: str = "PNG",
-) -> bytes:
-    """A canvas-like drawing: anti-aliased round strokes on a square canvas."""
-    scale = 4  # draw big, then reduce: anti-aliased edges like a browser canvas
-    image = Image.new("RGBA", (size * scale, size * scale), paper)
-    pen = ImageDraw.Draw(image)
-    for stroke in strokes:
-        points = [(x * scale, y * scale) for x, y in stroke]
-        pen.line(points, fill=ink, width=width * scale, joint="curve")
-        for x, y in points[:: max(1, len(points) - 1)]:
-            radius = width * scale / 2
-            pen.ellipse((x - radius, y - radius, x + radius, y + radius), fill=ink)
-    image = image.resize((size, size), Image.Resampling.LANCZOS).convert(mode)
-    buffer = io.BytesIO()
-    image.save(buffer, format=image_format)
-    return buffer.getvalue()
-
-
-ONE = [[(140, 50), (140, 230)]]
-SEVEN = [[(80, 60), (200, 60), (120, 230)]]
-ZERO = [[(140 + 60 * np.sin(t), 140 - 90 * np.cos(t)) for t in np.linspace(0, 2 * np.pi, 40)]]
-
-
-@pytest.fixture
-def png_one() -> bytes:
-    return draw_png(ONE)
 
 
 # --- A real Redis and real Celery workers ---------------------------------

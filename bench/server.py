@@ -1,0 +1,114 @@
+"""A throw-away deployment for benchmarks: its own database, media, Redis, gunicorn, worker."""
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+BIN = Path(sys.executable).parent
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+class Deployment:
+    """Migrated SQLite, the default model, and processes started on demand; all removed at exit."""
+
+    def __init__(self, **env_overrides):
+        self.dir = Path(tempfile.mkdtemp(prefix="recognizer-bench-"))
+        self.redis_port = free_port()
+        self.env = {
+            **os.environ,
+            "DEBUG": "0",
+            "SECRET_KEY": "benchmark-only-secret-key-not-for-production-use-0123456789",
+            "SECURE_SSL_REDIRECT": "0",
+            "ALLOWED_HOSTS": "127.0.0.1,localhost",
+            "DATABASE_URL": f"sqlite:///{self.dir / 'db.sqlite3'}",
+            "MEDIA_ROOT": str(self.dir / "media"),
+            "STATIC_ROOT": str(self.dir / "static"),
+            "REDIS_URL": f"redis://127.0.0.1:{self.redis_port}/0",
+            "THROTTLE_ANON": "off",
+            "THROTTLE_USER": "off",
+            "DJANGO_SETTINGS_MODULE": "recognizer_site.settings",
+            **{key: str(value) for key, value in env_overrides.items()},
+        }
+        self.processes: list[subprocess.Popen] = []
+        self.manage("migrate", "--noinput", "--verbosity", "0")
+        self.manage("collectstatic", "--noinput", "--verbosity", "0")
+        self.manage("install_default_model", "--verbosity", "0")
+
+    def manage(self, *args: str) -> str:
+        return subprocess.run(
+            [sys.executable, "manage.py", *args],
+            cwd=ROOT,
+            env=self.env,
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout
+
+    def _start(self, command: list[str], log_name: str) -> subprocess.Popen:
+        log = (self.dir / log_name).open("wb")
+        process = subprocess.Popen(
+            command, cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT
+        )
+        self.processes.append(process)
+        return process
+
+    def start_redis(self):
+        self._start(
+            [str(BIN / "redis-server"), "--bind", "127.0.0.1", "--port", str(self.redis_port),
+             "--save", "", "--dir", str(self.dir)],
+            "redis.log",
+        )  # fmt: skip
+        time.sleep(0.3)
+
+    def start_web(self, workers: int = 2) -> str:
+        port = free_port()
+        self._start(
+            [str(BIN / "gunicorn"), "recognizer_site.wsgi", "--workers", str(workers),
+             "--bind", f"127.0.0.1:{port}", "--backlog", "256"],
+            "web.log",
+        )  # fmt: skip
+        url = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                urllib.request.urlopen(f"{url}/api/model-versions/active/", timeout=5).read()
+                return url
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise RuntimeError((self.dir / "web.log").read_text()) from None
+                time.sleep(0.2)
+
+    def start_worker(self):
+        self._start(
+            [str(BIN / "celery"), "-A", "recognizer_site", "worker", "--queues", "training,celery",
+             "--concurrency", "1", "--without-gossip", "--without-mingle", "--loglevel", "INFO"],
+            "worker.log",
+        )  # fmt: skip
+
+    def close(self):
+        for process in reversed(self.processes):
+            process.terminate()
+        for process in self.processes:
+            try:
+                process.wait(15)
+            except subprocess.TimeoutExpired:
+                process.kill()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
