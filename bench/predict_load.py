@@ -20,8 +20,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.server import Deployment  # noqa: E402
-from tests.drawing import ONE, SEVEN, ZERO, draw_png  # noqa: E402
+from bench.server import Deployment
+from tests.drawing import ONE, SEVEN, ZERO, draw_png
 
 SHAPES = [ONE, SEVEN, ZERO, [[(90, 70), (190, 70)], [(140, 70), (140, 230)]]]
 
@@ -50,7 +50,10 @@ def run_clients(host: str, port: int, bodies, clients: int, seconds: float) -> d
             try:
                 connection = http.client.HTTPConnection(host, port, timeout=30)
                 connection.request(
-                    "POST", "/api/predictions/", body, {"Content-Type": "application/json"}
+                    "POST",
+                    "/api/predictions/",
+                    body,
+                    {"Content-Type": "application/json"},
                 )
                 response = connection.getresponse()
                 response.read()

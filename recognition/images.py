@@ -35,7 +35,12 @@ def decode_drawing(data: bytes) -> Image.Image:
             image = Image.open(io.BytesIO(data), formats=ACCEPTED_FORMATS)
         except UnidentifiedImageError:
             raise _unreadable(data) from None
-        except (OSError, SyntaxError, ValueError, Image.DecompressionBombWarning) as error:
+        except (
+            OSError,
+            SyntaxError,
+            ValueError,
+            Image.DecompressionBombWarning,
+        ) as error:
             raise DrawingError("invalid_image", f"The image cannot be read: {error}") from None
         _check_dimensions(image)
         if getattr(image, "n_frames", 1) > 1:

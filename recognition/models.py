@@ -107,7 +107,10 @@ class Correction(models.Model):
     session_key = models.CharField(max_length=40, blank=True)
     source = models.CharField(max_length=8, choices=Source.choices)
     training_state = models.CharField(
-        max_length=16, choices=TrainingState.choices, default=TrainingState.PENDING, db_index=True
+        max_length=16,
+        choices=TrainingState.choices,
+        default=TrainingState.PENDING,
+        db_index=True,
     )
     created_at = models.DateTimeField(auto_now_add=True)
 

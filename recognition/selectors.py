@@ -21,8 +21,10 @@ def sample_list() -> QuerySet[Sample]:
 
 
 def sample_detail(*, sample_id: int) -> Sample:
-    return sample_list().prefetch_related("predictions__model_version", "corrections").get(
-        pk=sample_id
+    return (
+        sample_list()
+        .prefetch_related("predictions__model_version", "corrections")
+        .get(pk=sample_id)
     )
 
 

@@ -136,9 +136,7 @@ def correct_sample(
             session_key=session_key or "",
             source=source,
             training_state=(
-                Correction.TrainingState.PENDING
-                if teaches
-                else Correction.TrainingState.NOT_NEEDED
+                Correction.TrainingState.PENDING if teaches else Correction.TrainingState.NOT_NEEDED
             ),
         )
         sample.label = sample.derive_label()

@@ -14,6 +14,7 @@ BASE_DIR = Path(__file__).resolve().parent.parent
 env = environ.Env()
 
 VAR_DIR = Path(env("VAR_DIR", default=str(BASE_DIR / "var")))
+VAR_DIR.mkdir(parents=True, exist_ok=True)  # the default SQLite file and caches live here
 DEBUG = env.bool("DEBUG", default=True)
 SECRET_KEY = env("SECRET_KEY", default="")
 if not SECRET_KEY:
@@ -161,6 +162,13 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
+    "ENUM_NAME_OVERRIDES": {
+        "SampleSourceEnum": "recognition.models.Sample.Source",
+        "SampleStatusEnum": "recognition.models.Sample.Status",
+        "CorrectionSourceEnum": "recognition.models.Correction.Source",
+        "ModelVersionStatusEnum": "training.models.ModelVersion.Status",
+        "TrainingRunStatusEnum": "training.models.TrainingRun.Status",
+    },
 }
 # Uploads: the API checks the image size itself (multipart files bypass this limit).
 MAX_UPLOAD_BYTES = env.int("MAX_UPLOAD_BYTES", default=2 * 1024 * 1024)
@@ -171,7 +179,9 @@ DATA_UPLOAD_MAX_MEMORY_SIZE = MAX_UPLOAD_BYTES * 4 // 3 + 64 * 1024
 # --- Models and training --------------------------------------------------
 # How often a web process checks which model version is active (seconds).
 MODEL_RELOAD_INTERVAL = env.float("MODEL_RELOAD_INTERVAL", default=1.0)
-DEFAULT_MODEL_DIR = Path(env("DEFAULT_MODEL_DIR", default=str(BASE_DIR / "training" / "default_model")))
+DEFAULT_MODEL_DIR = Path(
+    env("DEFAULT_MODEL_DIR", default=str(BASE_DIR / "training" / "default_model"))
+)
 TORCH_THREADS = env.int("TORCH_THREADS", default=1)
 
 # --- Celery ----------------------------------------------------------------

@@ -38,8 +38,6 @@ def default_model(db) -> ModelVersion:
     return ModelVersion.objects.get(status=ModelVersion.Status.ACTIVE)
 
 
-
-
 # --- A real Redis and real Celery workers ---------------------------------
 
 
@@ -165,7 +163,9 @@ def start_worker(redis_server, transactional_db, settings, tmp_path):
             "FINE_TUNE_THREADS": "1",
             **{key: str(value) for key, value in env_overrides.items()},
         }
-        worker = WorkerProcess(f"w{len(workers)}", env, tmp_path / f"worker{len(workers)}.log", beat)
+        worker = WorkerProcess(
+            f"w{len(workers)}", env, tmp_path / f"worker{len(workers)}.log", beat
+        )
         workers.append(worker)
         worker.wait_ready()
         return worker

@@ -35,5 +35,3 @@ def draw_png(
 ONE = [[(140, 50), (140, 230)]]
 SEVEN = [[(80, 60), (200, 60), (120, 230)]]
 ZERO = [[(140 + 60 * np.sin(t), 140 - 90 * np.cos(t)) for t in np.linspace(0, 2 * np.pi, 40)]]
-
-

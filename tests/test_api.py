@@ -45,15 +45,20 @@ def media_files(settings) -> list:
 
 def test_prediction_multipart_stores_sample_and_prediction(client, default_model, settings):
     png = draw_png(ONE)
-    response = client.post(
-        "/api/predictions/", {"image": io.BytesIO(png)}, format="multipart"
-    )
+    response = client.post("/api/predictions/", {"image": io.BytesIO(png)}, format="multipart")
     assert response.status_code == 201, response.content
     body = response.json()
-    assert set(body) >= {"sample", "label", "confidence", "top", "model_version", "preview"}
+    assert set(body) >= {
+        "sample",
+        "label",
+        "confidence",
+        "top",
+        "model_version",
+        "preview",
+    }
     assert body["label"] == "1"
     assert body["model_version"] == default_model.number
-    assert [entry["label"] for entry in body["top"]][0] == body["label"]
+    assert next(entry["label"] for entry in body["top"]) == body["label"]
     probabilities = [entry["probability"] for entry in body["top"]]
     assert len(probabilities) == 5 and probabilities == sorted(probabilities, reverse=True)
     assert body["confidence"] == pytest.approx(probabilities[0])
@@ -116,13 +121,21 @@ def _animated_gif() -> bytes:
 
 BAD_JSON_IMAGES = {
     "bad base64": ("!!!not base64!!!", 400, "invalid_base64"),
-    "not an image": (base64.b64encode(b"hello, I am text").decode(), 400, "invalid_image"),
+    "not an image": (
+        base64.b64encode(b"hello, I am text").decode(),
+        400,
+        "invalid_image",
+    ),
     "truncated png": (
         base64.b64encode(draw_png(ONE)[:200]).decode(),
         400,
         "invalid_image",
     ),
-    "unsupported format": (base64.b64encode(_tiff()).decode(), 400, "unsupported_format"),
+    "unsupported format": (
+        base64.b64encode(_tiff()).decode(),
+        400,
+        "unsupported_format",
+    ),
     "too many pixels": (
         base64.b64encode(_png_of((5000, 20))).decode(),
         400,
@@ -188,7 +201,9 @@ def test_no_active_model_is_503_not_500(client, db):
 def test_correction_updates_label_and_queues_a_run(client, default_model):
     sample_id = predict(client, draw_png(ONE), source="page").json()["sample"]
     response = client.post(
-        f"/api/samples/{sample_id}/corrections/", {"label": "l", "source": "page"}, format="json"
+        f"/api/samples/{sample_id}/corrections/",
+        {"label": "l", "source": "page"},
+        format="json",
     )
     assert response.status_code == 201, response.content
     body = response.json()
@@ -223,9 +238,12 @@ def test_label_outside_the_classes_lists_them(client, default_model):
         assert response.status_code == 400
         error = response.json()["error"]
         assert error["code"] in {"invalid_label", "null", "blank"}
-    assert "0 1 2 3 4 5 6 7 8 9 a b" in client.post(
-        f"/api/samples/{sample_id}/corrections/", {"label": "A"}, format="json"
-    ).json()["error"]["message"]
+    assert (
+        "0 1 2 3 4 5 6 7 8 9 a b"
+        in client.post(
+            f"/api/samples/{sample_id}/corrections/", {"label": "A"}, format="json"
+        ).json()["error"]["message"]
+    )
     assert Correction.objects.count() == 0
 
 

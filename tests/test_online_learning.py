@@ -46,7 +46,9 @@ def predict(client, strokes) -> dict:
 
 def correct(client, sample_id: int, label: str) -> dict:
     response = client.post(
-        f"/api/samples/{sample_id}/corrections/", {"label": label, "source": "page"}, format="json"
+        f"/api/samples/{sample_id}/corrections/",
+        {"label": label, "source": "page"},
+        format="json",
     )
     assert response.status_code == 201, response.content
     return response.json()
@@ -114,9 +116,7 @@ def test_a_worker_killed_mid_run_loses_no_correction(client, default_model, star
     )
     slow.kill()
     # A new worker (with its periodic sweep) notices the dead run and retrains its correction.
-    start_worker(
-        beat=True, FINE_TUNE_STALE_SECONDS=2, TRAINING_SWEEP_INTERVAL=1, **FAST
-    )
+    start_worker(beat=True, FINE_TUNE_STALE_SECONDS=2, TRAINING_SWEEP_INTERVAL=1, **FAST)
     lost = wait_for(lambda: finished(run_id), what="the lost run to be failed")
     assert lost.status == "failed" and "worker lost" in lost.error
     assert lost.result_version is None

@@ -36,9 +36,11 @@ def test_tampered_or_missing_weights_are_never_loaded(default_model, settings, c
     assert registry.active_model.get().number == default_model.number
     tampered = copy_of(default_model)
     path = tampered.weights.path
-    data = bytearray(open(path, "rb").read())
-    data[len(data) // 2] ^= 0xFF
-    open(path, "wb").write(bytes(data))
+    with open(path, "r+b") as handle:
+        handle.seek(len(registry.read_verified_weights(default_model)) // 2)
+        byte = handle.read(1)
+        handle.seek(-1, os.SEEK_CUR)
+        handle.write(bytes([byte[0] ^ 0xFF]))
     with pytest.raises(registry.WeightsIntegrityError, match="sha256"):
         registry.version_load_model(tampered)
 
@@ -112,12 +114,20 @@ def test_two_web_processes_switch_to_a_new_active_version(default_model, setting
     ports = [_free_port(), _free_port()]
     processes = [
         subprocess.Popen(
-            [sys.executable, "-m", "gunicorn", "recognizer_site.wsgi", "--workers", "1",
-             "--bind", f"127.0.0.1:{port}"],
+            [
+                sys.executable,
+                "-m",
+                "gunicorn",
+                "recognizer_site.wsgi",
+                "--workers",
+                "1",
+                "--bind",
+                f"127.0.0.1:{port}",
+            ],
             env=env,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
-        )  # fmt: skip
+        )
         for port in ports
     ]
     try:
@@ -125,7 +135,7 @@ def test_two_web_processes_switch_to_a_new_active_version(default_model, setting
             assert _wait_until_serving(port, process)["model_version"] == default_model.number
         second = copy_of(default_model, activate=True)
         activated = time.monotonic()
-        seen = {port: None for port in ports}
+        seen = dict.fromkeys(ports)
         while not all(number == second.number for number in seen.values()):
             assert time.monotonic() - activated < 5, f"still serving {seen}"
             for port in ports:

@@ -115,8 +115,6 @@ def gate(
         )
         return GateDecision(False, reason, metrics)
     if not learned:
-        reason = (
-            f"corrections predicted right {candidate_new:.0%} after vs {parent_new:.0%} before"
-        )
+        reason = f"corrections predicted right {candidate_new:.0%} after vs {parent_new:.0%} before"
         return GateDecision(False, reason, metrics)
     return GateDecision(True, "", metrics)

@@ -32,7 +32,9 @@ class ModelVersion(models.Model):
     classes = models.JSONField(default=_default_classes)
     metrics = models.JSONField(default=dict, blank=True)
     training_info = models.JSONField(
-        default=dict, blank=True, help_text="How it was trained: command, data, settings."
+        default=dict,
+        blank=True,
+        help_text="How it was trained: command, data, settings.",
     )
     trained_sample_ids = models.JSONField(default=list, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
@@ -94,11 +96,15 @@ class TrainingRun(models.Model):
         constraints = [
             # Coalescing: later corrections join the one waiting run.
             models.UniqueConstraint(
-                fields=["status"], condition=Q(status="queued"), name="single_queued_training_run"
+                fields=["status"],
+                condition=Q(status="queued"),
+                name="single_queued_training_run",
             ),
             # Single writer: the version chain stays linear.
             models.UniqueConstraint(
-                fields=["status"], condition=Q(status="running"), name="single_running_training_run"
+                fields=["status"],
+                condition=Q(status="running"),
+                name="single_running_training_run",
             ),
         ]
 

@@ -52,8 +52,9 @@ def version_create(
 ) -> ModelVersion:
     """Save serialized weights atomically and record them as the next version number.
 
-    ``weights`` come from ``nn.serialize_state``; ``anchors`` are the npz bytes of the replay and evaluation glyphs; without
-    them the version shares its parent's file (files are immutable).
+    ``weights`` come from ``nn.serialize_state``; ``anchors`` are the npz bytes of
+    the replay and evaluation glyphs; without them the version shares its parent's
+    file (files are immutable).
     """
     digest = weights_sha256(weights)
     with transaction.atomic():
@@ -81,9 +82,9 @@ def version_create(
 def version_activate(*, version: ModelVersion) -> ModelVersion:
     """Make ``version`` the one active version (forward or rollback) in one transaction."""
     with transaction.atomic():
-        ModelVersion.objects.filter(status=ModelVersion.Status.ACTIVE).exclude(pk=version.pk).update(
-            status=ModelVersion.Status.RETIRED
-        )
+        ModelVersion.objects.filter(status=ModelVersion.Status.ACTIVE).exclude(
+            pk=version.pk
+        ).update(status=ModelVersion.Status.RETIRED)
         version.status = ModelVersion.Status.ACTIVE
         version.activated_at = timezone.now()
         version.save(update_fields=["status", "activated_at"])
@@ -111,9 +112,8 @@ def version_load_model(version: ModelVersion) -> torch.nn.Module:
 
 
 def version_load_anchors(version: ModelVersion) -> dict[str, np.ndarray]:
-    with version.anchors.open("rb") as handle:
-        with np.load(handle) as archive:
-            return {key: archive[key] for key in archive.files}
+    with version.anchors.open("rb") as handle, np.load(handle) as archive:
+        return {key: archive[key] for key in archive.files}
 
 
 @dataclass(frozen=True)
@@ -137,7 +137,10 @@ class ActiveModelCache:
 
     def get(self) -> LoadedModel:
         current = self._current
-        if current is not None and time.monotonic() - self._checked_at < settings.MODEL_RELOAD_INTERVAL:
+        if (
+            current is not None
+            and time.monotonic() - self._checked_at < settings.MODEL_RELOAD_INTERVAL
+        ):
             return current
         # One thread refreshes; the others keep predicting with what they have.
         if not self._lock.acquire(blocking=current is None):

@@ -83,9 +83,7 @@ def _claim(*, run_id: int) -> TrainingRun | None:
         if not claimed:
             return None
         run = TrainingRun.objects.get(pk=run_id)
-        run.parent_version = ModelVersion.objects.filter(
-            status=ModelVersion.Status.ACTIVE
-        ).first()
+        run.parent_version = ModelVersion.objects.filter(status=ModelVersion.Status.ACTIVE).first()
         run.save(update_fields=["parent_version"])
         run.corrections.set(replay.pending_corrections())
     return run
@@ -112,7 +110,11 @@ def training_run_execute(*, run_id: int) -> TrainingRun | None:
     except Exception as error:
         # Its corrections stay pending; the sweep retries them, at its own pace.
         logger.exception("Training run %s failed", run.pk)
-        _finish(run, status=TrainingRun.Status.FAILED, error=f"{type(error).__name__}: {error}")
+        _finish(
+            run,
+            status=TrainingRun.Status.FAILED,
+            error=f"{type(error).__name__}: {error}",
+        )
         return run
     if replay.pending_corrections():
         training_run_request()
@@ -145,7 +147,9 @@ def _fine_tune_and_publish(run: TrainingRun):
         seed=config["SEED"] + run.pk,
     )
     heldout = replay.heldout_user_set(
-        exclude_ids=new.sample_ids, every=config["HELDOUT_EVERY"], limit=config["HELDOUT_LIMIT"]
+        exclude_ids=new.sample_ids,
+        every=config["HELDOUT_EVERY"],
+        limit=config["HELDOUT_LIMIT"],
     )
     fixed = replay.GlyphSet(anchors["eval_glyphs"], anchors["eval_labels"]) + heldout
     replay_pool = anchor_set + user_replay
@@ -187,7 +191,10 @@ def _fine_tune_and_publish(run: TrainingRun):
     )
     metrics = {
         **decision.metrics,
-        "fixed_set": {"anchors": len(anchors["eval_labels"]), "user_heldout": len(heldout)},
+        "fixed_set": {
+            "anchors": len(anchors["eval_labels"]),
+            "user_heldout": len(heldout),
+        },
         "trained_on": {
             "corrections": len(new),
             "user_replay": len(user_replay),
@@ -198,7 +205,7 @@ def _fine_tune_and_publish(run: TrainingRun):
     training_info = {
         "kind": "fine-tune",
         "training_run": run.pk,
-        "settings": {k: v for k, v in config.items()},
+        "settings": dict(config.items()),
         "correction_ids": [c.pk for c in corrections],
     }
     _publish(run, candidate, decision.passed, decision.reason, metrics, training_info, new)

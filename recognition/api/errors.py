@@ -12,7 +12,9 @@ from training.registry import NoActiveModel
 
 def error_response(code: str, message: str, http_status: int, headers=None) -> Response:
     return Response(
-        {"error": {"code": code, "message": message}}, status=http_status, headers=headers
+        {"error": {"code": code, "message": message}},
+        status=http_status,
+        headers=headers,
     )
 
 

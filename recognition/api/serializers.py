@@ -22,7 +22,10 @@ MAX_POINTS = 20_000
 
 
 @extend_schema_field(
-    {"type": "string", "description": "A PNG/JPEG/WebP/GIF/BMP file, or its base64 or data URL"}
+    {
+        "type": "string",
+        "description": "A PNG/JPEG/WebP/GIF/BMP file, or its base64 or data URL",
+    }
 )
 class DrawingField(serializers.Field):
     """Accepts an uploaded file (multipart) or base64 text (JSON); yields the raw bytes."""
@@ -37,7 +40,8 @@ class DrawingField(serializers.Field):
         if isinstance(data, UploadedFile):
             if data.size > limit:
                 raise DrawingError(
-                    "too_large", f"The image is {data.size} bytes; the limit is {limit} bytes."
+                    "too_large",
+                    f"The image is {data.size} bytes; the limit is {limit} bytes.",
                 )
             return data.read()
         if not isinstance(data, str):
@@ -220,7 +224,7 @@ class SampleDetailSerializer(SampleListSerializer):
     corrections = CorrectionSerializer(many=True, read_only=True)
 
     class Meta(SampleListSerializer.Meta):
-        fields = SampleListSerializer.Meta.fields + ["strokes", "predictions", "corrections"]
+        fields = [*SampleListSerializer.Meta.fields, "strokes", "predictions", "corrections"]
 
 
 class ErrorSerializer(serializers.Serializer):

@@ -51,16 +51,14 @@ class PredictionCreateApi(APIView):
     throttle_classes = [AnonThrottle, UserThrottle]
     parser_classes = [JSONParser, MultiPartParser]
 
-    class InputSerializer(serializers.Serializer):
+    class PredictionInputSerializer(serializers.Serializer):
         image = DrawingField()
         strokes = serializers.JSONField(
             required=False, allow_null=True, validators=[validate_strokes]
         )
-        source = serializers.ChoiceField(
-            choices=Sample.Source.choices, default=Sample.Source.API
-        )
+        source = serializers.ChoiceField(choices=Sample.Source.choices, default=Sample.Source.API)
 
-    class OutputSerializer(serializers.Serializer):
+    class PredictionOutputSerializer(serializers.Serializer):
         sample = serializers.IntegerField(source="sample.pk")
         label = serializers.CharField(source="prediction.label")
         confidence = serializers.FloatField(source="prediction.confidence")
@@ -71,13 +69,13 @@ class PredictionCreateApi(APIView):
 
     @extend_schema(
         request={
-            "application/json": InputSerializer,
-            "multipart/form-data": InputSerializer,
+            "application/json": PredictionInputSerializer,
+            "multipart/form-data": PredictionInputSerializer,
         },
-        responses={201: OutputSerializer, 413: ERRORS[400], **ERRORS},
+        responses={201: PredictionOutputSerializer, 413: ERRORS[400], **ERRORS},
     )
     def post(self, request):
-        serializer = self.InputSerializer(data=request.data)
+        serializer = self.PredictionInputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         data = serializer.validated_data
         outcome = services.predict_drawing(
@@ -87,7 +85,10 @@ class PredictionCreateApi(APIView):
             user=request.user,
             session_key=_session_key(request, create=data["source"] == Sample.Source.PAGE),
         )
-        return Response(self.OutputSerializer(outcome).data, status=status.HTTP_201_CREATED)
+        return Response(
+            self.PredictionOutputSerializer(outcome).data,
+            status=status.HTTP_201_CREATED,
+        )
 
 
 class CorrectionCreateApi(APIView):
@@ -96,25 +97,30 @@ class CorrectionCreateApi(APIView):
     permission_classes = [AllowAny]
     throttle_classes = [AnonThrottle, UserThrottle]
 
-    class InputSerializer(serializers.Serializer):
+    class CorrectionInputSerializer(serializers.Serializer):
         label = LabelField()
         source = serializers.ChoiceField(
             choices=[Correction.Source.PAGE, Correction.Source.API],
             default=Correction.Source.API,
         )
 
-    class OutputSerializer(CorrectionSerializer):
+    class CorrectionOutputSerializer(CorrectionSerializer):
         training_run = TrainingRunBriefSerializer(allow_null=True)
 
         class Meta(CorrectionSerializer.Meta):
-            fields = CorrectionSerializer.Meta.fields + ["training_run"]
+            fields = [*CorrectionSerializer.Meta.fields, "training_run"]
 
-    @extend_schema(request=InputSerializer, responses={201: OutputSerializer, **ERRORS})
+    @extend_schema(
+        request=CorrectionInputSerializer,
+        responses={201: CorrectionOutputSerializer, **ERRORS},
+    )
     def post(self, request, sample_id: int):
-        serializer = self.InputSerializer(data=request.data)
+        serializer = self.CorrectionInputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         sample = selectors.sample_for_correction(
-            sample_id=sample_id, user=request.user, session_key=request.session.session_key
+            sample_id=sample_id,
+            user=request.user,
+            session_key=request.session.session_key,
         )
         if sample is None:
             raise NotFound(f"No sample {sample_id} that you may label.")
@@ -127,7 +133,10 @@ class CorrectionCreateApi(APIView):
         )
         correction = outcome.correction
         correction.training_run = outcome.training_run
-        return Response(self.OutputSerializer(correction).data, status=status.HTTP_201_CREATED)
+        return Response(
+            self.CorrectionOutputSerializer(correction).data,
+            status=status.HTTP_201_CREATED,
+        )
 
 
 class CanViewSamples(BasePermission):

@@ -6,34 +6,50 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     initial = True
 
     dependencies = [
-        ('recognition', '0001_initial'),
-        ('training', '0001_initial'),
+        ("recognition", "0001_initial"),
+        ("training", "0001_initial"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='prediction',
-            name='model_version',
-            field=models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='predictions', to='training.modelversion'),
+            model_name="prediction",
+            name="model_version",
+            field=models.ForeignKey(
+                on_delete=django.db.models.deletion.PROTECT,
+                related_name="predictions",
+                to="training.modelversion",
+            ),
         ),
         migrations.AddField(
-            model_name='sample',
-            name='user',
-            field=models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, to=settings.AUTH_USER_MODEL),
+            model_name="sample",
+            name="user",
+            field=models.ForeignKey(
+                blank=True,
+                null=True,
+                on_delete=django.db.models.deletion.SET_NULL,
+                to=settings.AUTH_USER_MODEL,
+            ),
         ),
         migrations.AddField(
-            model_name='prediction',
-            name='sample',
-            field=models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='predictions', to='recognition.sample'),
+            model_name="prediction",
+            name="sample",
+            field=models.ForeignKey(
+                on_delete=django.db.models.deletion.CASCADE,
+                related_name="predictions",
+                to="recognition.sample",
+            ),
         ),
         migrations.AddField(
-            model_name='correction',
-            name='sample',
-            field=models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='corrections', to='recognition.sample'),
+            model_name="correction",
+            name="sample",
+            field=models.ForeignKey(
+                on_delete=django.db.models.deletion.CASCADE,
+                related_name="corrections",
+                to="recognition.sample",
+            ),
         ),
     ]

@@ -1,0 +1,204 @@
+"""``manage.py pretrain``: build a model from MNIST + EMNIST letters and/or local image folders."""
+
+import json
+import shlex
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from django.conf import settings
+from django.core.management.base import BaseCommand, CommandError
+
+from training import datasets, nn, pretraining, registry
+from training.classes import CLASSES
+from training.models import ModelVersion
+
+
+class Command(BaseCommand):
+    help = (
+        "Pretrain the CNN. By default downloads MNIST and EMNIST letters through torchvision; "
+        "offline, use --mnist-root and --data-dir."
+    )
+
+    def add_arguments(self, parser):
+        parser.add_argument(
+            "--data-dir",
+            action="append",
+            default=[],
+            help="Image folder laid out as <label>/<file>.png (repeatable); 15%% held out by path.",
+        )
+        parser.add_argument(
+            "--mnist-root", help="An existing torchvision MNIST root (no download)."
+        )
+        parser.add_argument("--emnist-root", help="An existing torchvision EMNIST root.")
+        parser.add_argument(
+            "--download-dir",
+            default=str(settings.VAR_DIR / "data"),
+            help="Where MNIST and EMNIST are downloaded when no local data is given.",
+        )
+        parser.add_argument("--cache-dir", default=str(settings.VAR_DIR / "cache"))
+        parser.add_argument("--epochs", type=int, default=8)
+        parser.add_argument("--batch-size", type=int, default=128)
+        parser.add_argument("--lr", type=float, default=3e-3)
+        parser.add_argument("--seed", type=int, default=0)
+        parser.add_argument("--threads", type=int, default=2)
+        parser.add_argument(
+            "--limit",
+            type=int,
+            help="At most this many training images per source (quick runs).",
+        )
+        activation = parser.add_mutually_exclusive_group()
+        activation.add_argument(
+            "--activate",
+            action="store_true",
+            help="Activate even if a version is active.",
+        )
+        activation.add_argument("--no-activate", action="store_true", help="Never activate.")
+        parser.add_argument(
+            "--export",
+            help="Also write weights.pt, anchors.npz, version.json to this folder.",
+        )
+
+    def handle(self, *args, **options):
+        started = time.monotonic()
+        cache = Path(options["cache_dir"])
+        train_parts, eval_sets, sources = self._load(options, cache)
+        train = datasets.GlyphData.concat(train_parts)
+        if not len(train):
+            raise CommandError("No training images found.")
+        self.stdout.write(f"Training on {len(train)} images: {sources}")
+        model = pretraining.pretrain(
+            train,
+            epochs=options["epochs"],
+            batch_size=options["batch_size"],
+            lr=options["lr"],
+            seed=options["seed"],
+            threads=options["threads"],
+            progress=options["verbosity"] > 0,
+        )
+        heldout = datasets.GlyphData.concat(list(eval_sets.values()))
+        sets = pretraining.report(model, eval_sets)
+        headline = nn.evaluate(model, heldout.glyphs, heldout.labels)
+        duration = round(time.monotonic() - started, 1)
+        metrics = {
+            **headline,
+            "confused_pairs": pretraining.confused_pairs(headline["confusion"]),
+            "sets": sets,
+        }
+        training_info = {
+            "kind": "pretrain",
+            "command": "manage.py pretrain " + shlex.join(sys.argv[2:]),
+            "sources": sources,
+            "epochs": options["epochs"],
+            "batch_size": options["batch_size"],
+            "lr": options["lr"],
+            "seed": options["seed"],
+            "threads": options["threads"],
+            "duration_seconds": duration,
+            "torch": torch.__version__,
+        }
+        weights = nn.serialize_state(model)
+        anchors = pretraining.anchor_set(train, heldout, seed=options["seed"])
+        has_active = ModelVersion.objects.filter(status=ModelVersion.Status.ACTIVE).exists()
+        activate = options["activate"] or not (options["no_activate"] or has_active)
+        version = registry.version_create(
+            weights=weights,
+            metrics=metrics,
+            training_info=training_info,
+            anchors=anchors,
+            activate=activate,
+        )
+        if options["export"]:
+            self._export(Path(options["export"]), version, weights, anchors)
+        self._print_report(version, sets, duration, activate)
+
+    def _load(self, options, cache):
+        limit, seed = options["limit"], options["seed"]
+        train_parts, eval_sets, sources = [], {}, {}
+        local = options["mnist_root"] or options["emnist_root"] or options["data_dir"]
+        mnist_root = options["mnist_root"] or (None if local else options["download_dir"])
+        emnist_root = options["emnist_root"] or (None if local else options["download_dir"])
+        try:
+            if mnist_root:
+                mnist = datasets.load_mnist(
+                    mnist_root, train=True, download=not local, cache_dir=cache
+                )
+                train_parts.append(mnist.limit(limit, seed))
+                eval_sets["mnist_test"] = datasets.load_mnist(
+                    mnist_root, train=False, download=not local, cache_dir=cache
+                )
+                sources["mnist"] = len(train_parts[-1])
+            if emnist_root:
+                emnist = datasets.load_emnist_letters(
+                    emnist_root, train=True, download=not local, cache_dir=cache
+                )
+                train_parts.append(emnist.limit(limit, seed))
+                eval_sets["emnist_test"] = datasets.load_emnist_letters(
+                    emnist_root, train=False, download=not local, cache_dir=cache
+                )
+                sources["emnist_letters"] = len(train_parts[-1])
+            for data_dir in options["data_dir"]:
+                folder = datasets.load_image_folder(data_dir, cache_dir=cache)
+                folder_train, folder_heldout = datasets.split_heldout(folder)
+                train_parts.append(folder_train.limit(limit, seed))
+                sources[data_dir] = len(train_parts[-1])
+                for group, members in _groups(folder_heldout).items():
+                    eval_sets[f"{Path(data_dir).name}/{group}"] = folder_heldout.subset(members)
+        except datasets.DatasetUnavailable as error:
+            raise CommandError(str(error)) from None
+        return train_parts, eval_sets, sources
+
+    def _export(self, folder: Path, version, weights: bytes, anchors: bytes):
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / "weights.pt").write_bytes(weights)
+        (folder / "anchors.npz").write_bytes(anchors)
+        description = {
+            "architecture": version.architecture,
+            "sha256": version.sha256,
+            "classes": list(CLASSES),
+            "metrics": version.metrics,
+            "training_info": version.training_info,
+        }
+        (folder / "version.json").write_text(json.dumps(description, indent=1) + "\n")
+        self.stdout.write(f"Exported to {folder}")
+
+    def _print_report(self, version, sets, duration, activated):
+        def pct(value):
+            return "   -  " if value is None else f"{100 * value:6.2f}"
+
+        self.stdout.write(f"\nModel v{version.number} in {duration:.0f} s")
+        self.stdout.write(
+            f"{'evaluation set':<40} {'n':>6} {'all':>6} {'digits':>6} {'letters':>7}"
+        )
+        for name, result in sets.items():
+            self.stdout.write(
+                f"{name:<40} {result['count']:>6} {pct(result['overall'])} "
+                f"{pct(result['digits'])} {pct(result['letters'])}"
+            )
+        metrics = version.metrics
+        self.stdout.write(
+            f"{'all held-out':<40} {metrics['count']:>6} {pct(metrics['overall'])} "
+            f"{pct(metrics['digits'])} {pct(metrics['letters'])}"
+        )
+        worst = sorted(metrics["per_class"].items(), key=lambda item: item[1])[:10]
+        self.stdout.write("worst classes: " + ", ".join(f"{k} {100 * v:.1f}%" for k, v in worst))
+        self.stdout.write(
+            "most confused (true->predicted): "
+            + ", ".join(
+                f"{p['true']}->{p['predicted']} {p['count']}" for p in metrics["confused_pairs"]
+            )
+        )
+        state = "active" if activated else "not activated"
+        self.stdout.write(self.style.SUCCESS(f"Saved model v{version.number} ({state})."))
+
+
+def _groups(data: datasets.GlyphData) -> dict[str, np.ndarray]:
+    """Held-out images by source folder and case (lower, upper, digit) from their file names."""
+    keys = [
+        f"{Path(name).parts[0] if len(Path(name).parts) > 2 else 'all'}/"
+        f"{Path(name).name.split('_')[0] if '_' in Path(name).name else 'all'}"
+        for name in data.names
+    ]
+    return {key: np.array([k == key for k in keys]) for key in sorted(set(keys))}

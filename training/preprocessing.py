@@ -1,0 +1,112 @@
+"""Any image of one handwritten character -> the model's 28x28 input (no Django).
+
+ONE function, ``preprocess_image``, serves pretraining on image folders, every
+prediction, and every fine-tune, so what the model learns from and what it is
+asked about are made the same way (train/serve skew is the classic bug here).
+It follows how MNIST was made: crop to the ink, scale the longer side to 20 px
+keeping the aspect ratio, and centre by centre of mass in a 28x28 field, white
+ink on black.
+"""
+
+import numpy as np
+from PIL import Image
+from scipy import ndimage
+
+GLYPH_SIZE = 28
+BOX_SIZE = 20
+# Work at no more than this many pixels on the glyph's longer side before the
+# final resize: plenty for a 20 px result, and it keeps big canvases cheap.
+WORKING_SIZE = 80
+# Ink contrast (0-255 above the background) below which a pixel is paper.
+INK_THRESHOLD = 40
+# Connected pieces of ink holding less than this share of all ink are specks.
+SPECK_SHARE = 0.02
+MIN_INK_PIXELS = 4
+# Less ink than this share of the image is a stray mark, not a character.
+NEAR_BLANK_SHARE = 0.0002
+
+
+class BlankImageError(ValueError):
+    """The image holds no character: no ink, or only specks of noise."""
+
+
+def _to_gray(image: Image.Image) -> np.ndarray:
+    """Grayscale float array; transparency is composited on white paper."""
+    if image.mode in ("I;16", "I;16B", "I;16L", "I"):
+        array = np.asarray(image, dtype=np.float32)
+        peak = float(array.max()) or 1.0
+        return array * (255.0 / max(peak, 255.0))
+    if image.mode == "P":
+        image = image.convert("RGBA" if "transparency" in image.info else "RGB")
+    if image.mode in ("RGBA", "LA", "PA", "RGBa", "La"):
+        image = image.convert("RGBA")
+        paper = Image.new("RGBA", image.size, (255, 255, 255, 255))
+        image = Image.alpha_composite(paper, image)
+    return np.asarray(image.convert("L"), dtype=np.float32)
+
+
+def _ink(gray: np.ndarray) -> np.ndarray:
+    """Ink strength 0-255 over the background, whatever the polarity of the image."""
+    border = np.concatenate([gray[0], gray[-1], gray[:, 0], gray[:, -1]])
+    background = float(np.median(border))
+    ink = background - gray if background >= 128 else gray - background
+    # Paper texture and JPEG noise: subtract the border's own spread.
+    spread = float(np.median(np.abs(border - background)))
+    return np.clip(ink - 2.0 * spread, 0.0, None)
+
+
+def _drop_specks(ink: np.ndarray) -> np.ndarray:
+    mask = ink > INK_THRESHOLD
+    if mask.sum() < max(MIN_INK_PIXELS, NEAR_BLANK_SHARE * mask.size):
+        raise BlankImageError("no ink found, or only a few specks")
+    labels, count = ndimage.label(mask, structure=np.ones((3, 3), bool))
+    if count > 1:
+        mass = ndimage.sum_labels(ink, labels, index=np.arange(1, count + 1))
+        keep = np.flatnonzero(mass >= SPECK_SHARE * mass.sum()) + 1
+        kept = np.isin(labels, keep)
+        # Keep the anti-aliased halo around kept strokes, drop everything else.
+        ink = np.where(ndimage.binary_dilation(kept, iterations=2), ink, 0.0)
+        mask = kept
+    rows = np.flatnonzero(mask.any(axis=1))
+    cols = np.flatnonzero(mask.any(axis=0))
+    return ink[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]
+
+
+def preprocess_image(image: Image.Image) -> np.ndarray:
+    """Return the 28x28 uint8 glyph (white ink on black) the model sees; also the preview.
+
+    Raises BlankImageError when the image holds no ink beyond specks of noise.
+    """
+    gray = _to_gray(image)
+    if min(gray.shape) < 2:
+        raise BlankImageError("image too small")
+    glyph = _drop_specks(_ink(gray))
+
+    height, width = glyph.shape
+    factor = max(height, width) // WORKING_SIZE
+    if factor > 1:
+        glyph = np.asarray(Image.fromarray(glyph, mode="F").reduce(factor))
+        height, width = glyph.shape
+    scale = BOX_SIZE / max(height, width)
+    size = (max(1, round(width * scale)), max(1, round(height * scale)))
+    boxed = np.asarray(
+        Image.fromarray(glyph.astype(np.float32), mode="F").resize(size, Image.Resampling.LANCZOS)
+    )
+    boxed = np.clip(boxed, 0.0, None)
+    peak = float(np.percentile(boxed[boxed > 0], 95)) if (boxed > 0).any() else 0.0
+    if peak <= 0:
+        raise BlankImageError("no ink left after scaling")
+    boxed = np.clip(boxed / peak, 0.0, 1.0)
+
+    field = np.zeros((GLYPH_SIZE, GLYPH_SIZE), np.float32)
+    top = (GLYPH_SIZE - boxed.shape[0]) // 2
+    left = (GLYPH_SIZE - boxed.shape[1]) // 2
+    field[top : top + boxed.shape[0], left : left + boxed.shape[1]] = boxed
+    centre_y, centre_x = ndimage.center_of_mass(field)
+    shift_y = round(GLYPH_SIZE / 2 - 0.5 - centre_y)
+    shift_x = round(GLYPH_SIZE / 2 - 0.5 - centre_x)
+    # Shift by whole pixels (as MNIST did), never pushing ink out of the field.
+    shift_y = int(np.clip(shift_y, -top, GLYPH_SIZE - top - boxed.shape[0]))
+    shift_x = int(np.clip(shift_x, -left, GLYPH_SIZE - left - boxed.shape[1]))
+    field = np.roll(field, (shift_y, shift_x), axis=(0, 1))
+    return np.round(field * 255.0).astype(np.uint8)
