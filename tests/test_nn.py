@@ -1,0 +1,70 @@
+"""The CNN and its plumbing, with no Django."""
+
+import numpy as np
+import torch
+
+from training import nn
+from training.augment import augment_batch
+from training.classes import NUM_CLASSES
+
+
+def random_glyphs(count: int, seed: int = 0) -> np.ndarray:
+    return np.random.default_rng(seed).integers(0, 256, (count, 28, 28), dtype=np.uint8)
+
+
+def test_shapes_and_probabilities():
+    model = nn.build_model()
+    probabilities = nn.predict_proba(model, random_glyphs(5))
+    assert probabilities.shape == (5, NUM_CLASSES) and probabilities.dtype == np.float32
+    assert np.allclose(probabilities.sum(axis=1), 1, atol=1e-5)
+    assert nn.predict_proba(model, random_glyphs(1)[0]).shape == (1, NUM_CLASSES)
+    assert nn.glyphs_to_tensor(np.full((28, 28), 255, np.uint8)).max() == 1.0
+
+
+def test_serialize_round_trip_gives_the_same_predictions():
+    model = nn.build_model()
+    copy = nn.deserialize_state(nn.serialize_state(model), nn.ARCHITECTURE)
+    glyphs = random_glyphs(4)
+    assert np.allclose(nn.predict_proba(model, glyphs), nn.predict_proba(copy, glyphs))
+
+
+def test_frozen_batchnorm_keeps_its_statistics_while_training():
+    model = nn.build_model()
+    norm = next(m for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d))
+    before = norm.running_mean.clone(), norm.running_var.clone()
+    nn.set_train_mode(model, freeze_bn=True)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    x = nn.glyphs_to_tensor(random_glyphs(8))
+    for _ in range(3):
+        loss = model(x).logsumexp(1).mean()
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    assert torch.equal(norm.running_mean, before[0]) and torch.equal(norm.running_var, before[1])
+    nn.set_train_mode(model, freeze_bn=False)
+    model(x)
+    assert not torch.equal(norm.running_mean, before[0])
+
+
+def test_evaluate_counts_digits_letters_and_confusions():
+    model = nn.build_model()
+    glyphs = random_glyphs(6)
+    predicted = nn.predict_proba(model, glyphs).argmax(1)
+    labels = predicted.copy()
+    labels[0] = (predicted[0] + 1) % NUM_CLASSES
+    result = nn.evaluate(model, glyphs, labels)
+    assert result["overall"] == 5 / 6 and result["count"] == 6
+    assert np.asarray(result["confusion"]).sum() == 6
+    assert np.asarray(result["confusion"])[labels[0], predicted[0]] == 1
+
+
+def test_augmentation_is_seeded_and_keeps_ink():
+    x = nn.glyphs_to_tensor(np.pad(np.full((12, 4), 255, np.uint8), ((8, 8), (12, 12))))
+    x = x.repeat(16, 1, 1, 1)
+    first = augment_batch(x, torch.Generator().manual_seed(1))
+    again = augment_batch(x, torch.Generator().manual_seed(1))
+    other = augment_batch(x, torch.Generator().manual_seed(2))
+    assert torch.equal(first, again) and not torch.equal(first, other)
+    assert first.shape == x.shape and 0 <= first.min() and first.max() <= 1
+    assert (first.flatten(1).sum(1) > 0.3 * x.flatten(1).sum(1)).all()
+    assert not torch.equal(first[0], first[1])  # each glyph gets its own distortion

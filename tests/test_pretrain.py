@@ -1,0 +1,72 @@
+"""`manage.py pretrain` end to end on tiny data, and installing its export as the default model."""
+
+import json
+
+import pytest
+from django.core.management import CommandError, call_command
+from torchvision.datasets import MNIST
+
+from training import registry
+from training.models import ModelVersion
+
+from .test_datasets import make_folder, mnist_files, write_raw
+
+pytestmark = [pytest.mark.django_db, pytest.mark.slow]
+
+
+def tiny_pretrain(tmp_path, *extra):
+    write_raw(tmp_path / "mnist" / "MNIST" / "raw", mnist_files(20))
+    call_command(
+        "pretrain",
+        "--mnist-root", str(tmp_path / "mnist"),
+        "--data-dir", str(make_folder(tmp_path / "letters", per_label=30)),
+        "--epochs", "1", "--batch-size", "16", "--threads", "1",
+        "--cache-dir", str(tmp_path / "cache"),
+        *extra,
+        verbosity=0,
+    )  # fmt: skip
+
+
+def test_tiny_pretrain_creates_an_active_version_with_metrics(tmp_path):
+    tiny_pretrain(tmp_path, "--export", str(tmp_path / "export"))
+    version = ModelVersion.objects.get()
+    assert version.status == "active" and version.number == 1
+    assert {"overall", "digits", "letters", "per_class", "confusion", "sets"} <= set(
+        version.metrics
+    )
+    assert "mnist_test" in version.metrics["sets"]
+    assert version.training_info["kind"] == "pretrain" and version.training_info["epochs"] == 1
+    assert registry.weights_sha256(registry.read_verified_weights(version)) == version.sha256
+    anchors = registry.version_load_anchors(version)
+    assert anchors["anchor_glyphs"].shape[1:] == (28, 28) and len(anchors["eval_labels"]) > 0
+    exported = json.loads((tmp_path / "export" / "version.json").read_text())
+    assert exported["sha256"] == version.sha256
+
+    tiny_pretrain(tmp_path)  # a second model does not replace the active one unasked
+    assert ModelVersion.objects.get(status="active") == version
+
+
+def test_exported_model_installs_as_version_one(tmp_path):
+    tiny_pretrain(tmp_path, "--export", str(tmp_path / "export"), "--no-activate")
+    ModelVersion.objects.all().delete()
+    call_command("install_default_model", "--from", str(tmp_path / "export"), verbosity=0)
+    call_command("install_default_model", "--from", str(tmp_path / "export"), verbosity=0)
+    installed = ModelVersion.objects.get()
+    assert installed.number == 1 and installed.status == "active"
+    registry.version_load_model(installed)
+
+
+def test_install_refuses_a_tampered_export(tmp_path):
+    tiny_pretrain(tmp_path, "--export", str(tmp_path / "export"), "--no-activate")
+    ModelVersion.objects.all().delete()
+    weights = tmp_path / "export" / "weights.pt"
+    weights.write_bytes(weights.read_bytes()[:-10] + b"0123456789")
+    with pytest.raises(CommandError, match="sha256"):
+        call_command("install_default_model", "--from", str(tmp_path / "export"), verbosity=0)
+    assert not ModelVersion.objects.exists()
+
+
+def test_default_pretrain_offline_says_what_to_do(tmp_path, monkeypatch):
+    monkeypatch.setattr(MNIST, "mirrors", ["http://127.0.0.1:9/"])
+    with pytest.raises(CommandError, match="--mnist-root"):
+        call_command("pretrain", "--download-dir", str(tmp_path), verbosity=0)
