@@ -127,7 +127,7 @@ def test_emnist_download_through_torchvision(tmp_path, dataset_host, monkeypatch
 
 def test_no_internet_names_the_offline_options(tmp_path, monkeypatch):
     monkeypatch.setattr(MNIST, "mirrors", ["http://127.0.0.1:9/"])  # nothing listens there
-    with pytest.raises(datasets.DatasetUnavailable, match="--mnist-root.*--data-dir"):
+    with pytest.raises(datasets.DatasetUnavailable, match=r"--mnist-root.*--data-dir"):
         datasets.load_mnist(tmp_path, train=True, download=True)
     with pytest.raises(datasets.DatasetUnavailable, match="--mnist-root"):
         datasets.load_mnist(tmp_path / "absent", train=True, download=False)
