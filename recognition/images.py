@@ -35,12 +35,11 @@ def decode_drawing(data: bytes) -> Image.Image:
             image = Image.open(io.BytesIO(data), formats=ACCEPTED_FORMATS)
         except UnidentifiedImageError:
             raise _unreadable(data) from None
-        except (
-            OSError,
-            SyntaxError,
-            ValueError,
-            Image.DecompressionBombWarning,
-        ) as error:
+        except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+            raise DrawingError(
+                "too_many_pixels", f"The image is over {MAX_SIDE}x{MAX_SIDE} pixels."
+            ) from None
+        except (OSError, SyntaxError, ValueError) as error:
             raise DrawingError("invalid_image", f"The image cannot be read: {error}") from None
         _check_dimensions(image)
         if getattr(image, "n_frames", 1) > 1:

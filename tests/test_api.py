@@ -166,7 +166,10 @@ def test_bad_images_get_a_reason_and_store_nothing(client, default_model, settin
 
 def test_oversized_multipart_file_is_refused(client, default_model, settings):
     settings.MAX_UPLOAD_BYTES = 10_000
-    big = draw_png(ONE, size=1200)
+    noise = np.random.default_rng(0).integers(0, 256, (200, 200), dtype=np.uint8)
+    buffer = io.BytesIO()
+    Image.fromarray(noise).save(buffer, format="PNG")
+    big = buffer.getvalue()
     assert len(big) > 10_000
     response = client.post("/api/predictions/", {"image": io.BytesIO(big)}, format="multipart")
     assert response.status_code == 413

@@ -179,6 +179,27 @@ def load_image_folder(root, *, cache_dir=None) -> GlyphData:
     return _cached(cache_dir, key, build)
 
 
+# Uppercase I, O, S and Z are written exactly like the digits 1, 0, 5 and 2. The
+# product reads lowercase letters, so training on those uppercase images would
+# only teach the model to call digits letters (on MNIST, 1 -> i was the largest
+# confusion). Files are named <case>_<n>.png under their lowercase class.
+DIGIT_LOOKALIKES = {"i", "o", "s", "z"}
+
+
+def drop_uppercase_digit_lookalikes(data: GlyphData) -> GlyphData:
+    """Remove uppercase images of letters that look like digits (see DIGIT_LOOKALIKES)."""
+    keep = np.array(
+        [
+            not (
+                Path(name).name.startswith("upper_") and Path(name).parent.name in DIGIT_LOOKALIKES
+            )
+            for name in data.names
+        ],
+        dtype=bool,
+    )
+    return data.subset(keep)
+
+
 def is_heldout(name: str) -> bool:
     """Deterministic hold-out by path: the same file is always on the same side."""
     digest = hashlib.sha1(name.encode()).digest()

@@ -1,6 +1,6 @@
 """Every API error has one shape: ``{"error": {"code": ..., "message": ...}}``."""
 
-from django.core.exceptions import PermissionDenied
+from django.core.exceptions import PermissionDenied, RequestDataTooBig
 from django.http import Http404
 from rest_framework import exceptions, status
 from rest_framework.response import Response
@@ -48,6 +48,10 @@ def exception_handler(exc, context):
             else status.HTTP_400_BAD_REQUEST
         )
         return error_response(exc.code, exc.message, http_status)
+    if isinstance(exc, RequestDataTooBig):
+        return error_response(
+            "too_large", "The request body is too large.", status.HTTP_413_REQUEST_ENTITY_TOO_LARGE
+        )
     if isinstance(exc, NoActiveModel):
         return error_response("no_model", str(exc), status.HTTP_503_SERVICE_UNAVAILABLE)
     if isinstance(exc, Http404):

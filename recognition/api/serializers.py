@@ -95,7 +95,8 @@ class LabelField(serializers.ChoiceField):
         try:
             return super().to_internal_value(data)
         except serializers.ValidationError as error:
-            raise serializers.ValidationError(error.detail, code="invalid_label") from None
+            messages = [str(detail) for detail in error.detail]
+            raise serializers.ValidationError(messages, code="invalid_label") from None
 
 
 class TopLabelSerializer(serializers.Serializer):

@@ -142,6 +142,7 @@ class Command(BaseCommand):
             for data_dir in options["data_dir"]:
                 folder = datasets.load_image_folder(data_dir, cache_dir=cache)
                 folder_train, folder_heldout = datasets.split_heldout(folder)
+                folder_train = datasets.drop_uppercase_digit_lookalikes(folder_train)
                 train_parts.append(folder_train.limit(limit, seed))
                 sources[data_dir] = len(train_parts[-1])
                 for group, members in _groups(folder_heldout).items():
