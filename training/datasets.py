@@ -188,13 +188,9 @@ DIGIT_LOOKALIKES = {"i", "o", "s", "z"}
 
 def drop_uppercase_digit_lookalikes(data: GlyphData) -> GlyphData:
     """Remove uppercase images of letters that look like digits (see DIGIT_LOOKALIKES)."""
+    paths = [Path(name) for name in data.names]
     keep = np.array(
-        [
-            not (
-                Path(name).name.startswith("upper_") and Path(name).parent.name in DIGIT_LOOKALIKES
-            )
-            for name in data.names
-        ],
+        [not (p.name.startswith("upper_") and p.parent.name in DIGIT_LOOKALIKES) for p in paths],
         dtype=bool,
     )
     return data.subset(keep)
