@@ -1,5 +1,6 @@
 """Shared fixtures: media in a temporary folder, local caches, models to predict with."""
 
+import functools
 import os
 import signal
 import socket
@@ -13,8 +14,12 @@ import redis
 from django.conf import settings
 from django.core.cache import cache
 from django.core.management import call_command
+from PIL import Image
 
+from training import datasets, nn
+from training.classes import CLASSES
 from training.models import ModelVersion
+from training.preprocessing import preprocess_image
 from training.registry import active_model
 
 from .drawing import ONE, SEVEN, ZERO, draw_png  # noqa: F401  (re-exported for tests)
@@ -29,6 +34,31 @@ def isolated_state(settings, tmp_path):
     active_model.clear()
     yield
     active_model.clear()
+
+
+HANDWRITING = settings.BASE_DIR.parent / "shared" / "data" / "handwriting"
+
+
+@functools.cache
+def misread_handwriting(count: int) -> tuple[tuple[bytes, str], ...]:
+    """Real held-out handwriting that the committed default model gets wrong: (PNG, true label).
+
+    These are the corrections a real user would make, so a good fine-tune learns
+    them without forgetting; files come from ../shared/data, never from the repo.
+    """
+    model = nn.deserialize_state((settings.DEFAULT_MODEL_DIR / "weights.pt").read_bytes())
+    found = []
+    for path, label in datasets.image_folder_files(HANDWRITING):
+        name = str(path.relative_to(HANDWRITING))
+        if not datasets.is_heldout(name):
+            continue
+        with Image.open(path) as image:
+            glyph = preprocess_image(image)
+        if nn.predict_proba(model, glyph).argmax() != label:
+            found.append((path.read_bytes(), CLASSES[label]))
+            if len(found) == count:
+                return tuple(found)
+    raise AssertionError("not enough misread held-out handwriting")
 
 
 @pytest.fixture

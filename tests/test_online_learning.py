@@ -9,7 +9,7 @@ from rest_framework.test import APIClient
 from recognition.models import Correction, Sample
 from training.models import ModelVersion, TrainingRun
 
-from .conftest import ONE, SEVEN, ZERO, draw_png
+from .conftest import ONE, draw_png, misread_handwriting
 
 pytestmark = [pytest.mark.celery, pytest.mark.slow]
 
@@ -36,8 +36,7 @@ def client():
     return APIClient()
 
 
-def predict(client, strokes) -> dict:
-    png = draw_png(strokes)
+def predict(client, png: bytes) -> dict:
     body = {"image": base64.b64encode(png).decode(), "source": "page"}
     response = client.post("/api/predictions/", body, format="json")
     assert response.status_code == 201, response.content
@@ -57,8 +56,9 @@ def correct(client, sample_id: int, label: str) -> dict:
 def test_a_correction_becomes_the_active_version(client, default_model, start_worker, settings):
     settings.MODEL_RELOAD_INTERVAL = 0
     start_worker(**FAST)
-    first = predict(client, ONE)
-    label = "7" if first["label"] != "7" else "1"
+    png, label = misread_handwriting(1)[0]
+    first = predict(client, png)
+    assert first["label"] != label
     correction = correct(client, first["sample"], label)
     run = wait_for(lambda: finished(correction["training_run"]["id"]), what="the fine-tune")
     assert run.status == "succeeded", (run.reason, run.error)
@@ -70,7 +70,7 @@ def test_a_correction_becomes_the_active_version(client, default_model, start_wo
     assert Correction.objects.get().training_state == "trained"
     assert list(run.corrections.values_list("pk", flat=True)) == [correction["id"]]
     # The web process now serves the new version, and it learned the correction.
-    again = predict(client, ONE)
+    again = predict(client, png)
     assert again["model_version"] == new_version.number
     assert again["label"] == label
     # Re-running a finished run changes nothing.
@@ -81,8 +81,12 @@ def test_a_correction_becomes_the_active_version(client, default_model, start_wo
 
 
 def test_quick_corrections_are_coalesced_into_one_run(client, default_model, start_worker):
-    samples = [predict(client, strokes)["sample"] for strokes in (ONE, SEVEN, ZERO)]
-    runs = {correct(client, sample, "x")["training_run"]["id"] for sample in samples}
+    misread = misread_handwriting(3)
+    samples = [predict(client, png)["sample"] for png, _ in misread]
+    runs = {
+        correct(client, sample, label)["training_run"]["id"]
+        for sample, (_, label) in zip(samples, misread, strict=True)
+    }
     assert len(runs) == 1  # no worker yet: all three wait in the one queued run
     run_id = runs.pop()
     start_worker(**FAST)
@@ -96,20 +100,20 @@ def test_quick_corrections_are_coalesced_into_one_run(client, default_model, sta
 def test_a_rejected_candidate_leaves_the_parent_active(client, default_model, start_worker):
     # A gate no candidate can pass: it must forget less than nothing.
     start_worker(FINE_TUNE_MAX_FORGETTING=-1, **FAST)
-    sample = predict(client, ONE)["sample"]
-    run_id = correct(client, sample, "q")["training_run"]["id"]
+    png, label = misread_handwriting(1)[0]
+    run_id = correct(client, predict(client, png)["sample"], label)["training_run"]["id"]
     run = wait_for(lambda: finished(run_id), what="the fine-tune")
     assert run.status == "rejected" and "forgetting" in run.reason
     assert run.result_version.status == "rejected"
     assert ModelVersion.objects.get(status="active") == default_model
     assert Correction.objects.get().training_state == "rejected"
-    assert predict(client, ONE)["model_version"] == default_model.number
+    assert predict(client, draw_png(ONE))["model_version"] == default_model.number
 
 
 def test_a_worker_killed_mid_run_loses_no_correction(client, default_model, start_worker):
     slow = start_worker(FINE_TUNE_STEPS=100000, FINE_TUNE_MAX_SECONDS=600)
-    sample = predict(client, SEVEN)["sample"]
-    run_id = correct(client, sample, "t")["training_run"]["id"]
+    png, label = misread_handwriting(1)[0]
+    run_id = correct(client, predict(client, png)["sample"], label)["training_run"]["id"]
     wait_for(
         lambda: TrainingRun.objects.filter(pk=run_id, status="running", progress__gt=0).exists(),
         what="the run to start training",
@@ -136,8 +140,9 @@ def test_redis_down_keeps_predicting_and_keeps_the_correction(
 ):
     redis_server.stop()
     try:
-        sample = predict(client, ONE)["sample"]  # predictions do not need Redis
-        body = correct(client, sample, "l")
+        png, label = misread_handwriting(1)[0]
+        sample = predict(client, png)["sample"]  # predictions do not need Redis
+        body = correct(client, sample, label)
         assert body["training_state"] == "pending"
         run = TrainingRun.objects.get(pk=body["training_run"]["id"])
         assert run.status == "queued" and run.task_id == ""  # never reached the broker

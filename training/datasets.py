@@ -70,7 +70,11 @@ class GlyphData:
 
 
 def _cached(cache_dir: Path | None, key: str, build) -> GlyphData:
-    path = cache_dir / f"{hashlib.sha1(key.encode()).hexdigest()[:16]}.npz" if cache_dir else None
+    path = (
+        Path(cache_dir) / f"{hashlib.sha1(key.encode()).hexdigest()[:16]}.npz"
+        if cache_dir
+        else None
+    )
     if path is not None and path.exists():
         with np.load(path, allow_pickle=False) as archive:
             return GlyphData(archive["glyphs"], archive["labels"], list(archive["names"]))

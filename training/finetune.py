@@ -27,6 +27,9 @@ class FineTuneConfig:
     new_fraction: float = 0.25
     max_seconds: float = 60.0
     seed: int = 0
+    optimizer: str = "sgd"
+    # "head" trains only the classifier layers; "all" the whole network.
+    trainable: str = "all"
 
 
 @dataclass(frozen=True)
@@ -59,9 +62,13 @@ def fine_tune(
     replay_y = torch.as_tensor(replay_labels, dtype=torch.long)
     new_per_batch = max(1, round(config.batch_size * config.new_fraction))
     replay_per_batch = config.batch_size - new_per_batch if len(replay_x) else 0
-    optimizer = torch.optim.Adam(
-        [p for p in candidate.parameters() if p.requires_grad], lr=config.learning_rate
-    )
+    parameters = nn.trainable_parameters(candidate, config.trainable)
+    if config.optimizer == "adam":
+        optimizer = torch.optim.Adam(parameters, lr=config.learning_rate)
+    else:
+        # Plain momentum SGD moves each weight in proportion to its gradient, so the
+        # weights this batch says little about stay put: less forgetting than Adam.
+        optimizer = torch.optim.SGD(parameters, lr=config.learning_rate, momentum=0.9)
     started = time.monotonic()
     for step in range(config.steps):
         new_pick = torch.randint(len(new_x), (new_per_batch,), generator=generator)

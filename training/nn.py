@@ -111,6 +111,21 @@ def set_train_mode(model: nn.Module, *, freeze_bn: bool) -> nn.Module:
     return model
 
 
+def trainable_parameters(model: nn.Module, scope: str) -> list[nn.Parameter]:
+    """The parameters a fine-tune may change: the whole network, or only its classifier head.
+
+    Frozen parameters stop requiring gradients, so autograd skips them entirely.
+    """
+    if scope not in ("all", "head"):
+        raise ValueError(f"unknown fine-tuning scope {scope!r}")
+    trainable = model.classifier if scope == "head" else model
+    for parameter in model.parameters():
+        parameter.requires_grad_(False)
+    for parameter in trainable.parameters():
+        parameter.requires_grad_(True)
+    return list(trainable.parameters())
+
+
 def evaluate(model: nn.Module, glyphs: np.ndarray, labels: np.ndarray) -> dict:
     """Accuracy overall, on digits, on letters and per class, with the confusion matrix."""
     labels = np.asarray(labels, dtype=np.int64)
