@@ -39,8 +39,10 @@ ERRORS = {
 
 
 def _session_key(request, *, create: bool) -> str:
+    """The browser session's key; the page's drawings belong to it, so later it may correct them."""
     if create and not request.session.session_key:
         request.session.save()
+        request.session.modified = True  # so that the response sets the session cookie
     return request.session.session_key or ""
 
 

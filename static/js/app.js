@@ -1,0 +1,295 @@
+// The drawing page: a canvas drawn with pointer events, predictions and corrections
+// through the REST API, and the fine-tune that follows a correction.
+
+const canvas = document.getElementById("canvas");
+const context = canvas.getContext("2d");
+const penWidth = document.getElementById("pen-width");
+const statusLine = document.getElementById("status");
+const result = document.getElementById("result");
+const modelVersion = document.getElementById("model-version");
+
+const CSS_SIZE = 280;
+const strokes = []; // [{width, points: [[x, y, t], ...]}], in CSS pixels
+let startedAt = null;
+let current = null;
+let prediction = null; // the last answer of POST /api/predictions/
+let pollTimer = null;
+
+// --- Canvas ---------------------------------------------------------------
+
+function setUpCanvas() {
+  // A backing store at device resolution keeps strokes crisp on high-DPI screens.
+  const ratio = window.devicePixelRatio || 1;
+  canvas.width = Math.round(CSS_SIZE * ratio);
+  canvas.height = Math.round(CSS_SIZE * ratio);
+  canvas.style.width = `${CSS_SIZE}px`;
+  canvas.style.height = `${CSS_SIZE}px`;
+  context.setTransform(ratio, 0, 0, ratio, 0, 0);
+  redraw();
+}
+
+function redraw() {
+  context.save();
+  context.setTransform(1, 0, 0, 1, 0, 0);
+  context.fillStyle = "#ffffff"; // what is sent is always black ink on white paper
+  context.fillRect(0, 0, canvas.width, canvas.height);
+  context.restore();
+  for (const stroke of strokes) drawStroke(stroke);
+}
+
+function drawStroke(stroke) {
+  const points = stroke.points;
+  context.strokeStyle = "#000000";
+  context.fillStyle = "#000000";
+  context.lineWidth = stroke.width;
+  context.lineCap = "round";
+  context.lineJoin = "round";
+  if (points.length === 1) {
+    context.beginPath();
+    context.arc(points[0][0], points[0][1], stroke.width / 2, 0, 2 * Math.PI);
+    context.fill();
+    return;
+  }
+  context.beginPath();
+  context.moveTo(points[0][0], points[0][1]);
+  for (const [x, y] of points.slice(1)) context.lineTo(x, y);
+  context.stroke();
+}
+
+function pointFrom(event) {
+  const box = canvas.getBoundingClientRect();
+  if (startedAt === null) startedAt = event.timeStamp;
+  return [
+    Math.round(((event.clientX - box.left) * CSS_SIZE) / box.width * 10) / 10,
+    Math.round(((event.clientY - box.top) * CSS_SIZE) / box.height * 10) / 10,
+    Math.round(event.timeStamp - startedAt),
+  ];
+}
+
+canvas.addEventListener("pointerdown", (event) => {
+  if (event.button !== 0 && event.pointerType === "mouse") return;
+  canvas.setPointerCapture(event.pointerId);
+  current = { width: Number(penWidth.value), points: [pointFrom(event)] };
+  strokes.push(current);
+  redraw();
+  event.preventDefault();
+});
+
+canvas.addEventListener("pointermove", (event) => {
+  if (!current) return;
+  const events = event.getCoalescedEvents ? event.getCoalescedEvents() : [event];
+  for (const each of events.length ? events : [event]) current.points.push(pointFrom(each));
+  redraw();
+});
+
+for (const name of ["pointerup", "pointercancel"]) {
+  canvas.addEventListener(name, () => {
+    current = null;
+  });
+}
+
+function undo() {
+  strokes.pop();
+  if (!strokes.length) startedAt = null;
+  redraw();
+}
+
+function clearAll() {
+  strokes.length = 0;
+  startedAt = null;
+  prediction = null;
+  result.hidden = true;
+  say("");
+  redraw();
+}
+
+// --- API ------------------------------------------------------------------
+
+function csrfToken() {
+  const match = document.cookie.match(/(?:^|;\s*)csrftoken=([^;]+)/);
+  return match ? decodeURIComponent(match[1]) : "";
+}
+
+async function api(method, url, body) {
+  const response = await fetch(url, {
+    method,
+    credentials: "same-origin",
+    headers: {
+      Accept: "application/json",
+      ...(body ? { "Content-Type": "application/json", "X-CSRFToken": csrfToken() } : {}),
+    },
+    body: body ? JSON.stringify(body) : undefined,
+  });
+  let data = null;
+  try {
+    data = await response.json();
+  } catch {
+    data = null;
+  }
+  if (!response.ok) {
+    const message = data && data.error ? data.error.message : `The server answered ${response.status}.`;
+    const error = new Error(message);
+    error.code = data && data.error ? data.error.code : "http_error";
+    throw error;
+  }
+  return data;
+}
+
+function say(message, tone = "") {
+  statusLine.textContent = message;
+  statusLine.dataset.tone = tone;
+}
+
+async function showActiveVersion() {
+  try {
+    const version = await api("GET", "/api/model-versions/active/");
+    modelVersion.textContent = `v${version.number}`;
+  } catch {
+    modelVersion.textContent = "none yet";
+  }
+}
+
+// --- Predicting -----------------------------------------------------------
+
+async function predict() {
+  stopPolling();
+  say("Recognizing…");
+  const image = canvas.toDataURL("image/png");
+  const sentStrokes = strokes.map((stroke) => stroke.points);
+  try {
+    prediction = await api("POST", "/api/predictions/", {
+      image,
+      strokes: sentStrokes.length ? sentStrokes : null,
+      source: "page",
+    });
+  } catch (error) {
+    prediction = null;
+    result.hidden = true;
+    say(error.message, "error");
+    return;
+  }
+  showPrediction(prediction);
+  say("");
+}
+
+function showPrediction(answer) {
+  document.getElementById("guess-label").textContent = answer.label;
+  document.getElementById("guess-confidence").textContent = `${(answer.confidence * 100).toFixed(1)}%`;
+  document.getElementById("preview").src = answer.preview;
+  modelVersion.textContent = `v${answer.model_version}`;
+  const bars = document.getElementById("top");
+  bars.replaceChildren(
+    ...answer.top.map(({ label, probability }) => {
+      const item = document.createElement("li");
+      item.className = "bar";
+      const name = document.createElement("span");
+      name.className = "bar-label";
+      name.textContent = label;
+      const track = document.createElement("span");
+      track.className = "bar-track";
+      const fill = document.createElement("span");
+      fill.className = "bar-fill";
+      fill.style.width = `${Math.max(probability * 100, 0.5)}%`;
+      track.append(fill);
+      const value = document.createElement("span");
+      value.className = "bar-value";
+      value.textContent = `${(probability * 100).toFixed(1)}%`;
+      item.append(name, track, value);
+      return item;
+    }),
+  );
+  for (const button of document.querySelectorAll(".label-button")) {
+    button.classList.toggle("predicted", button.dataset.label === answer.label);
+    button.setAttribute("aria-pressed", "false");
+  }
+  result.hidden = false;
+}
+
+// --- Correcting -----------------------------------------------------------
+
+async function correct(label) {
+  if (!prediction) return;
+  for (const button of document.querySelectorAll(".label-button")) {
+    button.setAttribute("aria-pressed", String(button.dataset.label === label));
+  }
+  try {
+    const correction = await api("POST", `/api/samples/${prediction.sample}/corrections/`, {
+      label,
+      source: "page",
+    });
+    if (correction.training_run) {
+      say(`Saved “${label}”. Learning from it…`, "ok");
+      followRun(correction.training_run.id, label);
+    } else {
+      say(`Saved “${label}”: the model already knew it. Thank you!`, "ok");
+    }
+  } catch (error) {
+    say(error.message, "error");
+  }
+}
+
+function stopPolling() {
+  if (pollTimer) clearTimeout(pollTimer);
+  pollTimer = null;
+}
+
+function followRun(runId, label) {
+  stopPolling();
+  const deadline = Date.now() + 60000;
+  const poll = async () => {
+    let run;
+    try {
+      run = await api("GET", `/api/training-runs/${runId}/`);
+    } catch (error) {
+      say(`Saved “${label}”. ${error.message}`, "error");
+      return;
+    }
+    if (run.status === "succeeded") {
+      say(`Learned “${label}”: now serving model v${run.result_version}.`, "ok");
+      showActiveVersion();
+      return;
+    }
+    if (run.status === "rejected") {
+      say(`Saved “${label}”. This update was not published: ${run.reason}.`, "warn");
+      return;
+    }
+    if (run.status === "failed") {
+      say(`Saved “${label}”. Training failed and will be retried.`, "warn");
+      return;
+    }
+    const progress = run.status === "running" ? ` ${Math.round(run.progress * 100)}%` : "";
+    say(`Saved “${label}”. ${run.status === "queued" ? "Waiting to learn…" : `Learning…${progress}`}`, "ok");
+    if (Date.now() < deadline) pollTimer = setTimeout(poll, 1000);
+  };
+  poll();
+}
+
+// --- Wiring ---------------------------------------------------------------
+
+document.getElementById("undo").addEventListener("click", undo);
+document.getElementById("clear").addEventListener("click", clearAll);
+document.getElementById("predict").addEventListener("click", predict);
+document.getElementById("confirm").addEventListener("click", () => prediction && correct(prediction.label));
+document.getElementById("labels").addEventListener("click", (event) => {
+  const button = event.target.closest(".label-button");
+  if (button) correct(button.dataset.label);
+});
+
+document.addEventListener("keydown", (event) => {
+  if (event.target instanceof HTMLInputElement) return;
+  if ((event.ctrlKey || event.metaKey) && event.key.toLowerCase() === "z") {
+    event.preventDefault();
+    undo();
+  } else if (event.key === "Enter" && !(event.target instanceof HTMLButtonElement)) {
+    event.preventDefault();
+    predict();
+  } else if (event.key === "Escape") {
+    clearAll();
+  } else if (prediction && !event.ctrlKey && !event.metaKey && !event.altKey && /^[0-9a-z]$/.test(event.key)) {
+    correct(event.key);
+  }
+});
+
+window.matchMedia(`(resolution: ${window.devicePixelRatio}dppx)`).addEventListener?.("change", setUpCanvas);
+setUpCanvas();
+showActiveVersion();

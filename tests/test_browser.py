@@ -1,0 +1,96 @@
+"""The drawing page in real headless Chromium: draw, recognize, correct, and find it all stored."""
+
+import os
+from pathlib import Path
+
+import pytest
+from playwright.sync_api import expect, sync_playwright
+
+from recognition.models import Correction, Prediction, Sample
+
+pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
+
+ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
+@pytest.fixture
+def page(live_server, default_model):
+    # Playwright's sync API runs an event loop in this thread; Django's ORM checks
+    # for one, and the test only reads the database after each page action.
+    os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
+    ARTIFACTS.mkdir(exist_ok=True)
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        context = browser.new_context(
+            device_scale_factor=2, viewport={"width": 900, "height": 1000}
+        )
+        page = context.new_page()
+        page.goto(live_server.url)
+        yield page
+        browser.close()
+
+
+def draw(page, points):
+    box = page.locator("#canvas").bounding_box()
+    x0, y0 = box["x"], box["y"]
+    page.mouse.move(x0 + points[0][0], y0 + points[0][1])
+    page.mouse.down()
+    for x, y in points[1:]:
+        page.mouse.move(x0 + x, y0 + y, steps=6)
+    page.mouse.up()
+
+
+SEVEN = [(80, 60), (200, 60), (120, 235)]
+
+
+def test_draw_recognize_and_correct(page, default_model):
+    expect(page.locator("#model-version")).to_have_text(f"v{default_model.number}")
+    draw(page, SEVEN)
+    page.get_by_role("button", name="Recognize").click()
+    expect(page.locator("#top .bar")).to_have_count(5)
+    expect(page.locator("#guess-label")).to_have_text("7")
+    preview_width = page.locator("#preview").evaluate("image => image.naturalWidth")
+    assert preview_width == 28
+    page.screenshot(path=ARTIFACTS / "page-prediction.png", full_page=True)
+
+    page.locator('.label-button[data-label="t"]').click()
+    expect(page.locator("#status")).to_contain_text("Saved")
+    page.screenshot(path=ARTIFACTS / "page-correction.png", full_page=True)
+
+    sample = Sample.objects.get()
+    assert sample.source == "page" and sample.session_key
+    assert len(sample.strokes) == 1 and len(sample.strokes[0]) > 3
+    assert all(len(point) == 3 for point in sample.strokes[0])
+    assert (sample.width, sample.height) == (560, 560)  # the 2x backing store
+    prediction = Prediction.objects.get(sample=sample)
+    assert prediction.label == "7" and prediction.model_version == default_model
+    correction = Correction.objects.get(sample=sample)
+    assert correction.label == "t" and correction.source == "page"
+    assert correction.previous_label == "7"
+
+
+def test_keyboard_undo_and_blank(page):
+    draw(page, SEVEN)
+    draw(page, [(60, 150), (220, 150)])
+    page.keyboard.press("Control+z")
+    page.keyboard.press("Enter")
+    expect(page.locator("#guess-label")).to_have_text("7")
+    page.keyboard.press("t")  # a letter key corrects while a prediction is shown
+    expect(page.locator("#status")).to_contain_text("Saved")
+    assert Correction.objects.get().label == "t"
+
+    page.keyboard.press("Escape")
+    expect(page.locator("#result")).to_be_hidden()
+    page.get_by_role("button", name="Recognize").click()
+    expect(page.locator("#status")).to_contain_text("blank")
+    assert Sample.objects.count() == 1
