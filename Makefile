@@ -50,4 +50,4 @@ bench: venv
 	$(BIN)/python bench/inference.py
 
 clean:
-	rm -rf var/test-db.sqlite3* test-artifacts .pytest_cache
+	rm -rf var/test-db-*.sqlite3* test-artifacts .pytest_cache

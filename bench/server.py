@@ -97,7 +97,7 @@ class Deployment:
             "worker.log",
         )  # fmt: skip
 
-    def close(self):
+    def close_processes(self):
         for process in reversed(self.processes):
             process.terminate()
         for process in self.processes:
@@ -105,6 +105,10 @@ class Deployment:
                 process.wait(15)
             except subprocess.TimeoutExpired:
                 process.kill()
+        self.processes.clear()
+
+    def close(self):
+        self.close_processes()
         shutil.rmtree(self.dir, ignore_errors=True)
 
     def __enter__(self):

@@ -5,6 +5,7 @@ Every value has a default that works on one machine with no setup (SQLite under
 through environment variables documented in the README.
 """
 
+import os
 from pathlib import Path
 
 import environ
@@ -79,8 +80,9 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
         "transaction_mode": "IMMEDIATE",
         "timeout": 20,
     }
-    # A file, not memory, so that a Celery worker started by the tests sees it.
-    DATABASES["default"]["TEST"] = {"NAME": str(VAR_DIR / "test-db.sqlite3")}
+    # A file, not memory, so that a Celery worker started by the tests sees it;
+    # one per test run, so that two runs on one checkout do not share it.
+    DATABASES["default"]["TEST"] = {"NAME": str(VAR_DIR / f"test-db-{os.getpid()}.sqlite3")}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 AUTH_PASSWORD_VALIDATORS = [
