@@ -4,7 +4,9 @@ VENV := .venv
 BIN := $(VENV)/bin
 HOST ?= 127.0.0.1
 PORT ?= 8000
-export HOST PORT
+# honcho gives each process its own $PORT, so the web server binds to WEB_BIND.
+WEB_BIND := $(HOST):$(PORT)
+export HOST PORT WEB_BIND
 
 .PHONY: run test test-fast venv system-deps migrate model lint bench clean
 
