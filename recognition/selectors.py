@@ -1,6 +1,20 @@
 """Read-side queries over samples, predictions and corrections."""
 
-from django.db.models import Exists, OuterRef, QuerySet, Subquery
+from django.db.models import (
+    BooleanField,
+    Case,
+    Count,
+    Exists,
+    F,
+    OuterRef,
+    Q,
+    QuerySet,
+    Subquery,
+    Value,
+    When,
+)
+
+from training.classes import CLASSES
 
 from .models import Correction, Prediction, Sample
 
@@ -47,3 +61,94 @@ def corrections_pending() -> QuerySet[Correction]:
 def samples_trainable() -> QuerySet[Sample]:
     """Labelled samples that moderators have not excluded from training."""
     return Sample.objects.exclude(label="").exclude(status=Sample.Status.EXCLUDED)
+
+
+# --- Moderation -------------------------------------------------------------
+
+# Active learning: unreviewed before reviewed, disputed labels first (a person
+# and the model disagree: either the model must learn or the label is careless
+# or hostile), then the least confident predictions, whose labels teach most.
+REVIEW_QUEUE_ORDERING = (
+    F("reviewed").asc(),
+    F("disputed").desc(),
+    F("confidence").asc(nulls_last=True),
+    "-created_at",
+)
+CONFIDENCE_BANDS = {
+    "low": (0.0, 0.5),
+    "medium": (0.5, 0.8),
+    "high": (0.8, 0.95),
+    "certain": (0.95, 1.01),
+}
+
+
+def sample_review_queue() -> QuerySet[Sample]:
+    """``sample_list()`` plus whether the label disputes the prediction, and whether reviewed."""
+    return sample_list().annotate(
+        disputed=Case(
+            When(~Q(label="") & ~Q(label=F("predicted_label")), then=Value(True)),
+            default=Value(False),
+            output_field=BooleanField(),
+        ),
+        reviewed=Case(
+            When(status=Sample.Status.UNREVIEWED, then=Value(False)),
+            default=Value(True),
+            output_field=BooleanField(),
+        ),
+    )
+
+
+def samples_in_confidence_band(samples: QuerySet[Sample], *, band: str) -> QuerySet[Sample]:
+    low, high = CONFIDENCE_BANDS[band]
+    return samples.filter(confidence__gte=low, confidence__lt=high)
+
+
+def samples_for_export(*, statuses=None) -> QuerySet[Sample]:
+    """Labelled samples, optionally of some statuses only, oldest first."""
+    samples = Sample.objects.exclude(label="")
+    if statuses:
+        samples = samples.filter(status__in=statuses)
+    return samples.order_by("pk")
+
+
+def sample_counts_by_class() -> dict[str, dict[str, int]]:
+    """Per class: samples predicted as it, labelled as it, and corrections to and away from it."""
+    counts = {label: dict.fromkeys(("predicted", "labelled", "to", "from"), 0) for label in CLASSES}
+    tallies = {
+        "predicted": sample_list().values_list("predicted_label").annotate(n=Count("pk")),
+        "labelled": Sample.objects.exclude(label="").values_list("label").annotate(n=Count("pk")),
+        "to": Correction.objects.values_list("label").annotate(n=Count("pk")),
+        "from": Correction.objects.exclude(previous_label="")
+        .values_list("previous_label")
+        .annotate(n=Count("pk")),
+    }
+    for column, rows in tallies.items():
+        for label, n in rows.order_by():
+            if label in counts:
+                counts[label][column] = n
+    return counts
+
+
+def samples_confused_pairs(*, limit: int = 10) -> list[dict]:
+    """The most frequent (predicted -> labelled) disagreements on user samples."""
+    rows = (
+        sample_review_queue()
+        .filter(disputed=True)
+        .exclude(status=Sample.Status.EXCLUDED)
+        .values("predicted_label", "label")
+        .annotate(count=Count("pk"))
+        .order_by("-count", "predicted_label", "label")[:limit]
+    )
+    return [
+        {"predicted": row["predicted_label"], "true": row["label"], "count": row["count"]}
+        for row in rows
+    ]
+
+
+def samples_corrected() -> QuerySet[Sample]:
+    """Trainable samples that a person labelled, newest first."""
+    return (
+        samples_trainable()
+        .filter(Exists(Correction.objects.filter(sample=OuterRef("pk"))))
+        .order_by("-pk")
+    )

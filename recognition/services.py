@@ -143,3 +143,78 @@ def correct_sample(
         sample.save(update_fields=["label"])
         training_run = training_services.training_run_request() if teaches else None
     return CorrectionOutcome(correction=correction, training_run=training_run)
+
+
+# --- Moderation -------------------------------------------------------------
+
+MODERATORS_GROUP = "Moderators"
+
+
+def sample_relabel(*, sample: Sample, label: str, moderator) -> CorrectionOutcome:
+    """Give a sample a moderator's label: an audited correction queued for training like any other.
+
+    An excluded sample keeps its exclusion (only ``samples_include`` lifts it), so
+    its new label is recorded but never trained on.
+    """
+    with transaction.atomic():
+        outcome = correct_sample(
+            sample=sample, label=label, source=Correction.Source.ADMIN, author=moderator
+        )
+        if sample.status != Sample.Status.EXCLUDED:
+            sample.status = Sample.Status.RELABELED
+            sample.save(update_fields=["status"])
+    return outcome
+
+
+def sample_confirm(*, sample: Sample, moderator) -> CorrectionOutcome:
+    """Record that a moderator checked the sample's current label (or the model's guess if none).
+
+    The confirmation is stored as a moderator Correction so that it shows in the
+    audit history and, like any moderator label, outranks later user corrections.
+    """
+    with transaction.atomic():
+        label = sample.label
+        if not label:
+            label = sample.predictions.order_by("-created_at", "-pk").values_list(
+                "label", flat=True
+            )[0]
+        outcome = correct_sample(
+            sample=sample, label=label, source=Correction.Source.ADMIN, author=moderator
+        )
+        if sample.status != Sample.Status.EXCLUDED:
+            sample.status = Sample.Status.CONFIRMED
+            sample.save(update_fields=["status"])
+    return outcome
+
+
+def samples_exclude(*, samples) -> int:
+    """Keep these samples out of every future fine-tune (replay, new corrections, evaluation)."""
+    return samples.exclude(status=Sample.Status.EXCLUDED).update(status=Sample.Status.EXCLUDED)
+
+
+def samples_include(*, samples) -> int:
+    """Undo an exclusion; the samples go back to the review queue as unreviewed."""
+    return samples.filter(status=Sample.Status.EXCLUDED).update(status=Sample.Status.UNREVIEWED)
+
+
+def moderator_create(*, username: str, email: str = "", password: str | None = None):
+    """Create (or promote) a staff account in the Moderators group; idempotent.
+
+    Without a password a new account gets an unusable one (set it later with
+    ``manage.py changepassword``); an existing account keeps its password.
+    """
+    from django.contrib.auth import get_user_model
+    from django.contrib.auth.models import Group
+
+    with transaction.atomic():
+        user, created = get_user_model().objects.get_or_create(
+            username=username, defaults={"email": email}
+        )
+        user.is_staff = True
+        if password is not None:
+            user.set_password(password)
+        elif created:
+            user.set_unusable_password()
+        user.save()
+        user.groups.add(Group.objects.get(name=MODERATORS_GROUP))
+    return user

@@ -1,0 +1,435 @@
+"""Moderation: the review queue of samples, their history, and the dashboard.
+
+Samples are read-only forms here: every label or status change goes through an
+action that calls a service, so moderator labels are audited Corrections that
+train the model like any other, and status changes land in the admin log.
+"""
+
+from django import forms
+from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
+from django.http import FileResponse, Http404, HttpResponse
+from django.template.response import TemplateResponse
+from django.urls import path, reverse
+from django.utils import timezone
+from django.utils.html import format_html, format_html_join
+from PIL import Image
+
+from training import services as training_services
+from training.classes import CLASSES, DIGITS, LETTERS
+from training.models import ModelVersion
+
+from . import charts, dashboard, exports, selectors, services
+from .images import encode_png
+from .models import LABEL_CHOICES, Correction, Prediction, Sample
+
+
+class PredictedLabelFilter(admin.SimpleListFilter):
+    title = "predicted label"
+    parameter_name = "predicted"
+
+    def lookups(self, request, model_admin):
+        return LABEL_CHOICES
+
+    def queryset(self, request, queryset):
+        return queryset.filter(predicted_label=self.value()) if self.value() else queryset
+
+
+class DisagreementFilter(admin.SimpleListFilter):
+    title = "disagreement"
+    parameter_name = "disputed"
+
+    def lookups(self, request, model_admin):
+        return [("yes", "Label differs from prediction"), ("no", "Label agrees or no label")]
+
+    def queryset(self, request, queryset):
+        if self.value() in ("yes", "no"):
+            return queryset.filter(disputed=self.value() == "yes")
+        return queryset
+
+
+class ConfidenceBandFilter(admin.SimpleListFilter):
+    title = "confidence"
+    parameter_name = "confidence"
+
+    def lookups(self, request, model_admin):
+        return [
+            (band, f"{band} ({low:.0%}-{min(high, 1):.0%})")
+            for band, (low, high) in selectors.CONFIDENCE_BANDS.items()
+        ]
+
+    def queryset(self, request, queryset):
+        if self.value() in selectors.CONFIDENCE_BANDS:
+            return selectors.samples_in_confidence_band(queryset, band=self.value())
+        return queryset
+
+
+class ModelVersionFilter(admin.SimpleListFilter):
+    title = "model version"
+    parameter_name = "version"
+
+    def lookups(self, request, model_admin):
+        numbers = ModelVersion.objects.order_by("-number").values_list("number", flat=True)
+        return [(str(number), f"v{number}") for number in numbers]
+
+    def queryset(self, request, queryset):
+        if self.value():
+            return queryset.filter(model_version_number=self.value())
+        return queryset
+
+
+class RelabelForm(forms.Form):
+    label = forms.ChoiceField(choices=LABEL_CHOICES)
+
+
+class ReadOnlyInline(admin.TabularInline):
+    extra = 0
+    can_delete = False
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+
+class PredictionInline(ReadOnlyInline):
+    model = Prediction
+    fields = ("created_at", "model_version", "label", "confidence", "top_k", "latency_ms")
+    readonly_fields = fields
+    verbose_name_plural = "predictions (newest first)"
+
+    @admin.display(description="top 5")
+    def top_k(self, prediction):
+        best = sorted(enumerate(prediction.probabilities), key=lambda item: -item[1])[:5]
+        return format_html_join(", ", "{} {}", ((CLASSES[index], f"{p:.1%}") for index, p in best))
+
+
+class CorrectionInline(ReadOnlyInline):
+    model = Correction
+    fields = ("created_at", "author", "source", "change", "training_state")
+    readonly_fields = fields
+    verbose_name_plural = "corrections (newest first)"
+
+    @admin.display(description="old -> new")
+    def change(self, correction):
+        return f"{correction.previous_label or '?'} -> {correction.label}"
+
+
+@admin.register(Sample)
+class SampleAdmin(admin.ModelAdmin):
+    list_display = (
+        "id",
+        "thumbnail",
+        "predicted",
+        "confidence_percent",
+        "label",
+        "status",
+        "model_version",
+        "created_at",
+    )
+    list_display_links = ("id", "thumbnail")
+    list_filter = (
+        "status",
+        PredictedLabelFilter,
+        "label",
+        DisagreementFilter,
+        ConfidenceBandFilter,
+        ModelVersionFilter,
+        "created_at",
+    )
+    search_fields = ("id__exact", "label__exact")
+    search_help_text = "A sample id, or a label (searches the current label)."
+    list_per_page = 50
+    actions = (
+        "confirm",
+        "relabel",
+        "exclude_from_training",
+        "include_in_training",
+        "retrain",
+        "download_zip",
+    )
+    fieldsets = (
+        (None, {"fields": ("drawing", "seen_by_model", "strokes_replay")}),
+        (
+            "Label",
+            {"fields": ("label", "status", "predicted", "confidence_percent", "model_version")},
+        ),
+        ("Origin", {"fields": ("source", "user", "created_at", "width", "height")}),
+    )
+    readonly_fields = (
+        "drawing",
+        "seen_by_model",
+        "strokes_replay",
+        "label",
+        "status",
+        "predicted",
+        "confidence_percent",
+        "model_version",
+        "source",
+        "user",
+        "created_at",
+        "width",
+        "height",
+    )
+    inlines = (PredictionInline, CorrectionInline)
+
+    def get_queryset(self, request):
+        return selectors.sample_review_queue()
+
+    def get_ordering(self, request):
+        # The review queue sorts on annotations, which the `ordering` attribute's
+        # checks reject as unknown fields.
+        return selectors.REVIEW_QUEUE_ORDERING
+
+    # Samples come only from predictions, and change only through the actions below.
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_moderate_permission(self, request):
+        return request.user.has_perm("recognition.moderate_sample")
+
+    # --- columns and fields ------------------------------------------------
+
+    def _drawing_url(self, sample):
+        return reverse("admin:recognition_sample_drawing", args=[sample.pk])
+
+    @admin.display(description="drawing")
+    def thumbnail(self, sample):
+        return format_html(
+            '<img src="{}" alt="sample {}" width="40" height="40" loading="lazy" '
+            'style="background:#fff;border:1px solid #ccc">',
+            self._drawing_url(sample),
+            sample.pk,
+        )
+
+    @admin.display(description="predicted", ordering="predicted_label")
+    def predicted(self, sample):
+        return sample.predicted_label
+
+    @admin.display(description="confidence", ordering="confidence")
+    def confidence_percent(self, sample):
+        return "-" if sample.confidence is None else f"{sample.confidence:.1%}"
+
+    @admin.display(description="model", ordering="model_version_number")
+    def model_version(self, sample):
+        return f"v{sample.model_version_number}"
+
+    @admin.display(description="drawing")
+    def drawing(self, sample):
+        return format_html(
+            '<img src="{}" alt="sample {}" width="280" height="280" '
+            'style="background:#fff;border:1px solid #ccc">',
+            self._drawing_url(sample),
+            sample.pk,
+        )
+
+    @admin.display(description="what the model saw (28x28)")
+    def seen_by_model(self, sample):
+        url = charts.data_url(encode_png(Image.fromarray(sample.glyph_array(), mode="L")))
+        return format_html(
+            '<img src="{0}" alt="28x28" width="28" height="28"> '
+            '<img src="{0}" alt="28x28 enlarged" width="168" height="168" '
+            'style="image-rendering:pixelated">',
+            url,
+        )
+
+    @admin.display(description="strokes")
+    def strokes_replay(self, sample):
+        if not sample.strokes:
+            return "not recorded"
+        paths = [
+            " ".join(
+                f"{'M' if i == 0 else 'L'}{point[0]:.1f},{point[1]:.1f}"
+                for i, point in enumerate(stroke)
+            )
+            for stroke in sample.strokes
+            if stroke
+        ]
+        # Each stroke draws itself in turn (CSS dash animation): the order and
+        # direction of writing, which the image alone does not show.
+        return format_html(
+            '<svg class="strokes-replay" viewBox="0 0 {0} {1}" width="280" height="280" '
+            'style="background:#fff;border:1px solid #ccc">{2}</svg>',
+            sample.width,
+            sample.height,
+            format_html_join(
+                "",
+                '<path d="{}" pathLength="1" fill="none" stroke="#111" stroke-width="{}" '
+                'stroke-linecap="round" stroke-linejoin="round" stroke-dasharray="1" '
+                'stroke-dashoffset="1"><animate attributeName="stroke-dashoffset" from="1" '
+                'to="0" begin="{}s" dur="0.6s" fill="freeze"/></path>',
+                ((d, max(sample.width, sample.height) / 28, 0.6 * i) for i, d in enumerate(paths)),
+            ),
+        )
+
+    # --- actions -------------------------------------------------------------
+
+    @admin.action(permissions=["moderate"], description="Confirm the current label")
+    def confirm(self, request, queryset):
+        for sample in queryset:
+            services.sample_confirm(sample=sample, moderator=request.user)
+        self.message_user(request, f"Confirmed {len(queryset)} sample(s).", messages.SUCCESS)
+
+    @admin.action(permissions=["moderate"], description="Relabel to a chosen label")
+    def relabel(self, request, queryset):
+        form = RelabelForm(request.POST if "label" in request.POST else None)
+        if form.is_valid():
+            queued = set()
+            for sample in queryset:
+                outcome = services.sample_relabel(
+                    sample=sample, label=form.cleaned_data["label"], moderator=request.user
+                )
+                if outcome.training_run is not None:
+                    queued.add(outcome.training_run.pk)
+            message = f"Relabelled {len(queryset)} sample(s) as {form.cleaned_data['label']!r}."
+            if queued:
+                message += f" Training run {', '.join(map(str, sorted(queued)))} will learn it."
+            self.message_user(request, message, messages.SUCCESS)
+            return None
+        return TemplateResponse(
+            request,
+            "admin/recognition/sample/relabel.html",
+            {
+                **self.admin_site.each_context(request),
+                "title": "Relabel samples",
+                "opts": self.opts,
+                "samples": queryset,
+                "digits": DIGITS,
+                "letters": LETTERS,
+                "action_checkbox_name": admin.helpers.ACTION_CHECKBOX_NAME,
+                "drawing_url": "admin:recognition_sample_drawing",
+            },
+        )
+
+    @admin.action(permissions=["moderate"], description="Exclude from training")
+    def exclude_from_training(self, request, queryset):
+        self._set_status(request, queryset, services.samples_exclude, "Excluded from training")
+
+    @admin.action(permissions=["moderate"], description="Include in training again")
+    def include_in_training(self, request, queryset):
+        self._set_status(request, queryset, services.samples_include, "Included in training again")
+
+    def _set_status(self, request, queryset, service, log_message):
+        samples = list(queryset)
+        changed = service(samples=Sample.objects.filter(pk__in=[s.pk for s in samples]))
+        for sample in samples:
+            self.log_change(request, sample, log_message)
+        self.message_user(request, f"{log_message}: {changed} sample(s).", messages.SUCCESS)
+
+    @admin.action(permissions=["moderate"], description="Retrain now on all pending corrections")
+    def retrain(self, request, queryset):
+        # A run always takes every pending correction, so the selection only
+        # serves to reach this action from the list.
+        pending = selectors.corrections_pending().count()
+        if not pending:
+            self.message_user(request, "No correction is waiting for training.", messages.WARNING)
+            return
+        run = training_services.training_run_request()
+        self.message_user(
+            request,
+            f"Training run {run.pk} is queued for {pending} pending correction(s).",
+            messages.SUCCESS,
+        )
+
+    @admin.action(permissions=["view"], description="Download labelled samples as a zip")
+    def download_zip(self, request, queryset):
+        files = exports.image_folder_files(queryset.order_by("pk"))
+        response = HttpResponse(exports.export_to_zip(files), content_type="application/zip")
+        stamp = timezone.now().strftime("%Y%m%d-%H%M%S")
+        response["Content-Disposition"] = f'attachment; filename="samples-{stamp}.zip"'
+        return response
+
+    # --- extra pages ----------------------------------------------------------
+
+    def get_urls(self):
+        wrap = self.admin_site.admin_view
+        return [
+            path("dashboard/", wrap(self.dashboard_view), name="recognition_sample_dashboard"),
+            path(
+                "<int:object_id>/drawing.png",
+                wrap(self.drawing_view),
+                name="recognition_sample_drawing",
+            ),
+            *super().get_urls(),
+        ]
+
+    def drawing_view(self, request, object_id):
+        """The stored drawing; drawings are user data, so they are served behind the admin."""
+        sample = self.get_object(request, object_id)
+        if sample is None:
+            raise Http404
+        if not self.has_view_permission(request, sample):
+            raise PermissionDenied
+        return FileResponse(sample.image.open("rb"), content_type="image/png")
+
+    def dashboard_view(self, request):
+        if not self.has_view_permission(request):
+            raise PermissionDenied
+        return TemplateResponse(
+            request,
+            "admin/recognition/dashboard.html",
+            {
+                **self.admin_site.each_context(request),
+                "title": "Moderation dashboard",
+                "opts": self.opts,
+                **dashboard.dashboard_data(),
+            },
+        )
+
+
+class AuditLogAdmin(admin.ModelAdmin):
+    """Predictions and corrections are the audit trail: nobody edits or deletes them here."""
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+    @admin.display(description="sample", ordering="sample")
+    def sample_link(self, obj):
+        url = reverse("admin:recognition_sample_change", args=[obj.sample_id])
+        return format_html('<a href="{}">{}</a>', url, obj.sample_id)
+
+
+@admin.register(Prediction)
+class PredictionAdmin(AuditLogAdmin):
+    list_display = ("id", "sample_link", "label", "confidence", "model_version", "created_at")
+    list_filter = ("model_version", "label", "created_at")
+    list_select_related = ("model_version",)
+    search_fields = ("sample__id__exact", "label__exact")
+
+
+@admin.register(Correction)
+class CorrectionAdmin(AuditLogAdmin):
+    """Every label a person gave: filter by author to find and undo one person's labels."""
+
+    list_display = (
+        "id",
+        "sample_link",
+        "change",
+        "author",
+        "source",
+        "training_state",
+        "created_at",
+    )
+    list_filter = (
+        "source",
+        "training_state",
+        ("author", admin.RelatedOnlyFieldListFilter),
+        "label",
+        "created_at",
+    )
+    list_select_related = ("author",)
+    search_fields = ("sample__id__exact", "label__exact", "author__username")
+
+    @admin.display(description="old -> new")
+    def change(self, correction):
+        return f"{correction.previous_label or '?'} -> {correction.label}"

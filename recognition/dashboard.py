@@ -1,0 +1,84 @@
+"""What the moderation dashboard shows: how the model does over versions and on user data."""
+
+import numpy as np
+from django.conf import settings
+
+from training.classes import CLASS_INDEX
+from training.models import ModelVersion, TrainingRun
+from training.pretraining import confused_pairs
+from training.registry import NoActiveModel, active_model
+
+from . import charts, selectors
+
+# Enough corrected samples for a stable figure, few enough to predict within a request.
+CORRECTED_LIMIT = 2000
+
+
+def _accuracy(predicted: np.ndarray, labels: np.ndarray) -> dict | None:
+    if not len(labels):
+        return None
+    return {"accuracy": float((predicted == labels).mean()), "count": len(labels)}
+
+
+def active_model_on_corrected_samples() -> dict | None:
+    """Accuracy of the active model on user samples a person labelled, newest first.
+
+    Fine-tunes train on most of them, so the held-out share (one id in
+    HELDOUT_EVERY, never trained on) is reported apart: that one is honest.
+    """
+    rows = list(selectors.samples_corrected().values_list("pk", "label", "glyph")[:CORRECTED_LIMIT])
+    try:
+        model = active_model.get()
+    except NoActiveModel:
+        return None
+    if not rows:
+        return {"version": model.number, "all": None, "heldout": None}
+    ids = np.array([pk for pk, _, _ in rows])
+    labels = np.array([CLASS_INDEX[label] for _, label, _ in rows])
+    glyphs = np.stack([np.frombuffer(bytes(g), np.uint8).reshape(28, 28) for _, _, g in rows])
+    predicted = model.predict_proba(glyphs).argmax(axis=1)
+    heldout = ids % settings.FINE_TUNE["HELDOUT_EVERY"] == 0
+    return {
+        "version": model.number,
+        "all": _accuracy(predicted, labels),
+        "heldout": _accuracy(predicted[heldout], labels[heldout]),
+    }
+
+
+def dashboard_data() -> dict:
+    versions = list(ModelVersion.objects.order_by("number").select_related("parent"))
+    rows = [
+        {
+            "number": version.number,
+            "status": version.status,
+            "active": version.status == ModelVersion.Status.ACTIVE,
+            "overall": version.metrics.get("overall"),
+            "digits": version.metrics.get("digits"),
+            "letters": version.metrics.get("letters"),
+            "forgetting": version.metrics.get("forgetting"),
+        }
+        for version in versions
+    ]
+    active = next((v for v in versions if v.status == ModelVersion.Status.ACTIVE), None)
+    counts = selectors.sample_counts_by_class()
+    pending = selectors.corrections_pending().select_related("author").order_by("-created_at")
+    return {
+        "versions": rows,
+        "accuracy_chart": charts.data_url(charts.accuracy_over_versions_png(rows))
+        if rows
+        else None,
+        "active_version": active,
+        "class_counts": list(counts.items()),
+        "on_corrected": active_model_on_corrected_samples(),
+        "user_confused_pairs": selectors.samples_confused_pairs(),
+        "model_confused_pairs": (
+            confused_pairs(active.metrics["confusion"])
+            if active and "confusion" in active.metrics
+            else []
+        ),
+        "pending_count": pending.count(),
+        "pending": pending[:20],
+        "runs_in_flight": TrainingRun.objects.filter(
+            status__in=[TrainingRun.Status.QUEUED, TrainingRun.Status.RUNNING]
+        ),
+    }

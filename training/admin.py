@@ -1,0 +1,199 @@
+"""Model versions (with their confusion matrix and rollback) and training runs, read-only."""
+
+from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
+from django.http import Http404, HttpResponse
+from django.template.response import TemplateResponse
+from django.urls import path, reverse
+from django.utils.html import format_html, format_html_join
+
+from recognition import charts
+
+from .classes import CLASSES
+from .models import ModelVersion, TrainingRun
+from .registry import version_activate
+
+
+def _percent(value) -> str:
+    return "-" if value is None else f"{value:.2%}"
+
+
+class ReadOnlyAdmin(admin.ModelAdmin):
+    """Versions are immutable files and runs are a record: only the actions below change them."""
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(ModelVersion)
+class ModelVersionAdmin(ReadOnlyAdmin):
+    list_display = (
+        "number",
+        "status",
+        "parent",
+        "overall",
+        "digits",
+        "letters",
+        "forgetting",
+        "trained_on",
+        "created_at",
+    )
+    list_filter = ("status",)
+    list_select_related = ("parent",)
+    actions = ("activate",)
+    fields = (
+        "number",
+        "status",
+        "parent",
+        "overall",
+        "digits",
+        "letters",
+        "forgetting",
+        "trained_on",
+        "created_at",
+        "activated_at",
+        "architecture",
+        "sha256",
+        "training_info",
+        "confusion_matrix",
+        "per_class",
+    )
+    readonly_fields = fields
+
+    def has_activate_permission(self, request):
+        return request.user.has_perm("training.change_modelversion")
+
+    @admin.display(description="overall")
+    def overall(self, version):
+        return _percent(version.metrics.get("overall"))
+
+    @admin.display(description="digits")
+    def digits(self, version):
+        return _percent(version.metrics.get("digits"))
+
+    @admin.display(description="letters")
+    def letters(self, version):
+        return _percent(version.metrics.get("letters"))
+
+    @admin.display(description="forgetting")
+    def forgetting(self, version):
+        """Accuracy lost on the fixed evaluation set versus the parent (fine-tunes only)."""
+        return _percent(version.metrics.get("forgetting"))
+
+    @admin.display(description="trained on")
+    def trained_on(self, version):
+        if version.training_info.get("kind") == "pretrain":
+            return f"{sum(version.training_info.get('sources', {}).values())} images"
+        if version.trained_sample_ids:
+            return f"{len(version.trained_sample_ids)} corrected samples"
+        return "-"
+
+    @admin.display(description="confusion matrix (true down, predicted across)")
+    def confusion_matrix(self, version):
+        if "confusion" not in version.metrics:
+            return "not recorded"
+        return format_html(
+            '<img src="{}" alt="confusion matrix of v{}" width="900">',
+            reverse("admin:training_modelversion_confusion", args=[version.pk]),
+            version.number,
+        )
+
+    @admin.display(description="per class")
+    def per_class(self, version):
+        confusion = version.metrics.get("confusion")
+        accuracy = version.metrics.get("per_class", {})
+        if not confusion:
+            return "not recorded"
+        rows = []
+        for index, label in enumerate(CLASSES):
+            row = confusion[index]
+            wrong = [(count, CLASSES[p]) for p, count in enumerate(row) if p != index and count]
+            worst = max(wrong) if wrong else None
+            rows.append(
+                (
+                    label,
+                    sum(row),
+                    _percent(accuracy.get(label)),
+                    f"{worst[1]} ({worst[0]})" if worst else "-",
+                )
+            )
+        return format_html(
+            '<table class="per-class"><thead><tr><th>class</th><th>count</th><th>accuracy</th>'
+            "<th>most often read as</th></tr></thead><tbody>{}</tbody></table>",
+            format_html_join("", "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>", rows),
+        )
+
+    @admin.action(permissions=["activate"], description="Activate (roll back or forward)")
+    def activate(self, request, queryset):
+        if queryset.count() != 1:
+            self.message_user(request, "Select exactly one version to activate.", messages.ERROR)
+            return None
+        version = queryset.get()
+        if request.POST.get("confirmed") == "yes":
+            version_activate(version=version)
+            self.log_change(request, version, "Activated")
+            self.message_user(
+                request, f"v{version.number} is now the active model.", messages.SUCCESS
+            )
+            return None
+        return TemplateResponse(
+            request,
+            "admin/training/modelversion/activate.html",
+            {
+                **self.admin_site.each_context(request),
+                "title": f"Activate v{version.number}?",
+                "opts": self.opts,
+                "version": version,
+                "active": ModelVersion.objects.filter(status=ModelVersion.Status.ACTIVE).first(),
+                "action_checkbox_name": admin.helpers.ACTION_CHECKBOX_NAME,
+            },
+        )
+
+    def get_urls(self):
+        return [
+            path(
+                "<int:object_id>/confusion.png",
+                self.admin_site.admin_view(self.confusion_view),
+                name="training_modelversion_confusion",
+            ),
+            *super().get_urls(),
+        ]
+
+    def confusion_view(self, request, object_id):
+        version = self.get_object(request, object_id)
+        if version is None or "confusion" not in version.metrics:
+            raise Http404
+        if not self.has_view_permission(request, version):
+            raise PermissionDenied
+        png = charts.confusion_matrix_png(
+            version.metrics["confusion"], title=f"v{version.number} on its evaluation set"
+        )
+        return HttpResponse(png, content_type="image/png")
+
+
+@admin.register(TrainingRun)
+class TrainingRunAdmin(ReadOnlyAdmin):
+    list_display = (
+        "id",
+        "status",
+        "parent_version",
+        "result_version",
+        "attempts",
+        "progress",
+        "created_at",
+        "finished_at",
+    )
+    list_filter = ("status",)
+    list_select_related = ("parent_version", "result_version")
+    exclude = ("corrections",)
+    readonly_fields = ("correction_count",)
+
+    @admin.display(description="corrections")
+    def correction_count(self, run):
+        return run.corrections.count()
