@@ -95,9 +95,13 @@ class ReadOnlyInline(admin.TabularInline):
 
 class PredictionInline(ReadOnlyInline):
     model = Prediction
-    fields = ("created_at", "model_version", "label", "confidence", "top_k", "latency_ms")
+    fields = ("created_at", "model_version", "label", "confidence_percent", "top_k")
     readonly_fields = fields
     verbose_name_plural = "predictions (newest first)"
+
+    @admin.display(description="confidence")
+    def confidence_percent(self, prediction):
+        return f"{prediction.confidence:.1%}"
 
     @admin.display(description="top 5")
     def top_k(self, prediction):

@@ -1,0 +1,85 @@
+"""A moderator in real headless Chromium: sign in, filter the review queue, relabel a sample."""
+
+import os
+
+import pytest
+from playwright.sync_api import expect, sync_playwright
+
+from recognition import services
+from recognition.models import Correction, Sample
+from training.models import TrainingRun
+
+from .conftest import ONE, SEVEN, draw_png
+from .test_browser import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS
+
+pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
+
+PASSWORD = "pw-for-browser-tests"
+
+
+@pytest.fixture
+def page(live_server, default_model):
+    # Playwright's sync API runs an event loop in this thread; Django's ORM checks
+    # for one, and the test only reads the database after each page action.
+    os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
+    ARTIFACTS.mkdir(exist_ok=True)
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        context = browser.new_context(
+            device_scale_factor=2, viewport={"width": 1400, "height": 1000}
+        )
+        page = context.new_page()
+        page.set_default_timeout(15_000)
+        page.goto(live_server.url + "/admin/")
+        yield page
+        browser.close()
+
+
+def test_moderator_filters_the_queue_and_relabels(page, default_model):
+    moderator = services.moderator_create(username="mod", password=PASSWORD)
+    for strokes in (SEVEN, ONE):
+        services.predict_drawing(image_data=draw_png(strokes), source="page")
+    disputed = services.predict_drawing(image_data=draw_png(SEVEN), source="page").sample
+    services.correct_sample(sample=disputed, label="1", source="page")  # a careless label
+
+    page.fill("#id_username", "mod")
+    page.fill("#id_password", PASSWORD)
+    page.get_by_role("button", name="Log in").click()
+    page.get_by_role("link", name="Review queue").click()
+    expect(page.locator("#result_list tbody tr")).to_have_count(3)
+
+    page.locator("#changelist-filter").get_by_role(
+        "link", name="Label differs from prediction"
+    ).click()
+    rows = page.locator("#result_list tbody tr")
+    expect(rows).to_have_count(1)
+    expect(rows.first.locator("td.field-label")).to_have_text("1")
+    expect(rows.first.locator("img")).to_have_js_property("naturalWidth", 280)
+    page.screenshot(path=ARTIFACTS / "admin-review-queue.png", full_page=True)
+
+    rows.first.locator("input.action-select").check()
+    page.select_option("select[name=action]", "relabel")
+    page.get_by_role("button", name="Go").click()
+    expect(page.locator('button[name="label"]')).to_have_count(36)
+    page.screenshot(path=ARTIFACTS / "admin-relabel-choices.png", full_page=True)
+    page.locator('button[name="label"][value="7"]').click()
+
+    expect(page.locator(".messagelist")).to_contain_text("Relabelled 1 sample(s) as '7'")
+    expect(page.locator("#result_list")).to_have_count(0)  # no longer disputed: off this list
+    page.screenshot(path=ARTIFACTS / "admin-relabelled.png", full_page=True)
+
+    correction = Correction.objects.filter(source=Correction.Source.ADMIN).get()
+    assert correction.sample_id == disputed.pk and correction.author_id == moderator.pk
+    assert (correction.previous_label, correction.label) == ("1", "7")
+    disputed.refresh_from_db()
+    assert disputed.label == "7" and disputed.status == Sample.Status.RELABELED
+    assert TrainingRun.objects.filter(status=TrainingRun.Status.QUEUED).exists()
+
+    admin = page.url.split("/admin/")[0] + "/admin/"
+    page.goto(f"{admin}recognition/sample/{disputed.pk}/change/")
+    expect(page.locator(".field-strokes_replay")).to_contain_text("not recorded")
+    expect(page.locator("#corrections-group")).to_contain_text("1 -> 7")
+    page.screenshot(path=ARTIFACTS / "admin-sample-detail.png", full_page=True)
+    page.goto(f"{admin}recognition/sample/dashboard/")
+    expect(page.locator("#accuracy-over-versions img")).to_have_js_property("naturalWidth", 800)
+    page.screenshot(path=ARTIFACTS / "admin-dashboard.png", full_page=True)
