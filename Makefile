@@ -8,7 +8,7 @@ PORT ?= 8000
 WEB_BIND := $(HOST):$(PORT)
 export HOST PORT WEB_BIND
 
-.PHONY: run test test-fast venv system-deps migrate model lint bench clean
+.PHONY: run test test-fast test-postgres venv system-deps migrate model lint bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -33,13 +33,25 @@ run: model
 	@echo "Handwriting recognizer: http://$(HOST):$(PORT)/  (admin: http://$(HOST):$(PORT)/admin/)"
 	$(BIN)/honcho start -f $(if $(REDIS_URL),Procfile,Procfile.embedded)
 
-# Debian packages for the browser tests (headless Chromium); skipped when present.
+# Debian packages for the browser tests (headless Chromium) and the PostgreSQL pass;
+# each skipped when present.
 system-deps:
 	@command -v chromium >/dev/null && command -v chromedriver >/dev/null || \
 		{ apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium chromium-driver; }
+	@ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1 || command -v postgres >/dev/null || \
+		{ apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q postgresql; }
+
+# The tests that touch the database run again on PostgreSQL (SQLite is the default).
+POSTGRES_TESTS := tests/test_api.py tests/test_registry.py tests/test_online_learning.py \
+	tests/test_pretrain.py tests/test_scale_out.py tests/test_security.py
 
 test: venv system-deps
 	$(BIN)/python -m pytest
+	$(MAKE) --no-print-directory test-postgres
+
+# A throw-away server, stopped and deleted afterwards whatever the outcome.
+test-postgres: venv system-deps
+	$(BIN)/python scripts/with_postgres.py $(BIN)/python -m pytest $(POSTGRES_TESTS)
 
 test-fast: venv
 	$(BIN)/python -m pytest -m "not slow and not browser and not celery"
