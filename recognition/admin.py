@@ -9,10 +9,13 @@ from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
 from django.http import FileResponse, Http404, HttpResponse
+from django.shortcuts import redirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils import timezone
+from django.utils.decorators import method_decorator
 from django.utils.html import format_html, format_html_join
+from django.views.decorators.http import require_POST
 from PIL import Image
 
 from training import services as training_services
@@ -243,30 +246,36 @@ class SampleAdmin(admin.ModelAdmin):
 
     @admin.display(description="strokes")
     def strokes_replay(self, sample):
-        if not sample.strokes:
+        strokes = [stroke for stroke in sample.strokes or [] if stroke]
+        if not strokes:
             return "not recorded"
+        # Strokes are in the page's CSS pixels, not the image's: frame their own
+        # bounding box, squared, with a margin.
+        xs = [point[0] for stroke in strokes for point in stroke]
+        ys = [point[1] for stroke in strokes for point in stroke]
+        size = max(max(xs) - min(xs), max(ys) - min(ys), 1.0) * 1.3
+        left = (min(xs) + max(xs) - size) / 2
+        top = (min(ys) + max(ys) - size) / 2
         paths = [
             " ".join(
                 f"{'M' if i == 0 else 'L'}{point[0]:.1f},{point[1]:.1f}"
                 for i, point in enumerate(stroke)
             )
-            for stroke in sample.strokes
-            if stroke
+            for stroke in strokes
         ]
-        # Each stroke draws itself in turn (CSS dash animation): the order and
-        # direction of writing, which the image alone does not show.
+        # Each stroke draws itself in turn: the order and direction of writing,
+        # which the image alone does not show.
         return format_html(
-            '<svg class="strokes-replay" viewBox="0 0 {0} {1}" width="280" height="280" '
-            'style="background:#fff;border:1px solid #ccc">{2}</svg>',
-            sample.width,
-            sample.height,
+            '<svg class="strokes-replay" viewBox="{}" width="280" height="280" '
+            'style="background:#fff;border:1px solid #ccc">{}</svg>',
+            f"{left:.1f} {top:.1f} {size:.1f} {size:.1f}",
             format_html_join(
                 "",
                 '<path d="{}" pathLength="1" fill="none" stroke="#111" stroke-width="{}" '
                 'stroke-linecap="round" stroke-linejoin="round" stroke-dasharray="1" '
                 'stroke-dashoffset="1"><animate attributeName="stroke-dashoffset" from="1" '
                 'to="0" begin="{}s" dur="0.6s" fill="freeze"/></path>',
-                ((d, max(sample.width, sample.height) / 28, 0.6 * i) for i, d in enumerate(paths)),
+                ((d, f"{size / 24:.1f}", f"{0.6 * i:.1f}") for i, d in enumerate(paths)),
             ),
         )
 
@@ -328,6 +337,9 @@ class SampleAdmin(admin.ModelAdmin):
     def retrain(self, request, queryset):
         # A run always takes every pending correction, so the selection only
         # serves to reach this action from the list.
+        self._request_training(request)
+
+    def _request_training(self, request):
         pending = selectors.corrections_pending().count()
         if not pending:
             self.message_user(request, "No correction is waiting for training.", messages.WARNING)
@@ -353,6 +365,7 @@ class SampleAdmin(admin.ModelAdmin):
         wrap = self.admin_site.admin_view
         return [
             path("dashboard/", wrap(self.dashboard_view), name="recognition_sample_dashboard"),
+            path("retrain/", wrap(self.retrain_view), name="recognition_sample_retrain"),
             path(
                 "<int:object_id>/drawing.png",
                 wrap(self.drawing_view),
@@ -369,6 +382,14 @@ class SampleAdmin(admin.ModelAdmin):
         if not self.has_view_permission(request, sample):
             raise PermissionDenied
         return FileResponse(sample.image.open("rb"), content_type="image/png")
+
+    @method_decorator(require_POST)
+    def retrain_view(self, request):
+        """The dashboard's "retrain now" button: the action, without selecting samples."""
+        if not self.has_moderate_permission(request):
+            raise PermissionDenied
+        self._request_training(request)
+        return redirect("admin:recognition_sample_dashboard")
 
     def dashboard_view(self, request):
         if not self.has_view_permission(request):

@@ -8,7 +8,7 @@ import zipfile
 import pytest
 from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
 from django.contrib.admin.models import LogEntry
-from django.contrib.auth.models import Group, User
+from django.contrib.auth.models import Group, Permission, User
 from django.core.management import call_command
 from django.test import Client
 from PIL import Image
@@ -140,7 +140,7 @@ def test_moderator_opens_every_page(mod_client, samples, default_model):
     assert "data:image/png;base64," in html  # the 28x28 glyph
     assert "7 -&gt; t" in html or "7 -> t" in html  # the correction history: old -> new
     assert re.search(r"7 \d+\.\d%", html)  # the prediction's top 5
-    assert '<svg class="strokes-replay"' in html and html.count("<animate ") == 1
+    assert '<svg class="strokes-replay" viewBox="' in html and html.count("<animate ") == 1
     assert "Save" not in html  # read-only: changes go through the actions
 
     drawing = mod_client.get(f"{SAMPLES}{sample.pk}/drawing.png")
@@ -262,6 +262,31 @@ def test_retrain_now_queues_one_run_for_pending_corrections(mod_client, samples)
     assert f"Training run {run.pk} is queued for 1 pending correction" in response.content.decode()
 
 
+def test_dashboard_retrain_button_needs_no_selection(mod_client, samples):
+    services.correct_sample(sample=samples["one"], label="l", source="api")
+    TrainingRun.objects.all().delete()
+    dashboard = mod_client.get(f"{SAMPLES}dashboard/").content.decode()
+    assert f'action="{SAMPLES}retrain/"' in dashboard
+    assert mod_client.get(f"{SAMPLES}retrain/").status_code == 405
+    response = mod_client.post(f"{SAMPLES}retrain/", follow=True)
+    assert response.redirect_chain == [(f"{SAMPLES}dashboard/", 302)]
+    run = TrainingRun.objects.get()
+    assert f"Training run {run.pk} is queued" in response.content.decode()
+
+
+def test_retrain_button_is_for_moderators_only(client, samples):
+    viewer = User.objects.create_user("viewer", password="pw-for-tests-only", is_staff=True)
+    viewer.user_permissions.add(Permission.objects.get(codename="view_sample"))
+    client.force_login(viewer)
+    services.correct_sample(sample=samples["one"], label="l", source="api")
+    TrainingRun.objects.all().delete()
+    assert "Retrain now" not in client.get(f"{SAMPLES}dashboard/").content.decode()
+    assert client.post(f"{SAMPLES}retrain/").status_code == 403
+    actions = client.get(SAMPLES).context["action_form"].fields["action"].choices
+    assert [name for name, _ in actions if name] == ["download_zip"]
+    assert not TrainingRun.objects.exists()
+
+
 def test_review_queue_puts_disputed_and_least_confident_first(mod_client, samples):
     services.correct_sample(sample=samples["seven"], label="t", source="api")
     act(mod_client, SAMPLES, "confirm", [samples["zero"]])
@@ -355,6 +380,7 @@ def test_staff_activate_a_version_after_confirming(admin_client_, default_model)
         f"{SAMPLES}1/change/",
         f"{SAMPLES}1/drawing.png",
         f"{SAMPLES}dashboard/",
+        f"{SAMPLES}retrain/",
         VERSIONS,
         f"{VERSIONS}1/confusion.png",
         "/admin/training/trainingrun/",

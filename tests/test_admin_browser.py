@@ -39,7 +39,10 @@ def test_moderator_filters_the_queue_and_relabels(page, default_model):
     moderator = services.moderator_create(username="mod", password=PASSWORD)
     for strokes in (SEVEN, ONE):
         services.predict_drawing(image_data=draw_png(strokes), source="page")
-    disputed = services.predict_drawing(image_data=draw_png(SEVEN), source="page").sample
+    recorded = [[[x, y, 40 * t] for t, (x, y) in enumerate(SEVEN[0])]]
+    disputed = services.predict_drawing(
+        image_data=draw_png(SEVEN), source="page", strokes=recorded
+    ).sample
     services.correct_sample(sample=disputed, label="1", source="page")  # a careless label
 
     page.fill("#id_username", "mod")
@@ -77,7 +80,8 @@ def test_moderator_filters_the_queue_and_relabels(page, default_model):
 
     admin = page.url.split("/admin/")[0] + "/admin/"
     page.goto(f"{admin}recognition/sample/{disputed.pk}/change/")
-    expect(page.locator(".field-strokes_replay")).to_contain_text("not recorded")
+    expect(page.locator(".field-strokes_replay svg path")).to_have_count(1)
+    page.wait_for_timeout(800)  # the replay draws its one stroke in 0.6 s
     expect(page.locator("#corrections-group")).to_contain_text("1 -> 7")
     page.screenshot(path=ARTIFACTS / "admin-sample-detail.png", full_page=True)
     page.goto(f"{admin}recognition/sample/dashboard/")
