@@ -311,6 +311,7 @@ class SampleAdmin(admin.ModelAdmin):
                 "title": "Relabel samples",
                 "opts": self.opts,
                 "samples": queryset,
+                "form": form,
                 "digits": DIGITS,
                 "letters": LETTERS,
                 "action_checkbox_name": admin.helpers.ACTION_CHECKBOX_NAME,

@@ -171,6 +171,8 @@ def sample_confirm(*, sample: Sample, moderator) -> CorrectionOutcome:
 
     The confirmation is stored as a moderator Correction so that it shows in the
     audit history and, like any moderator label, outranks later user corrections.
+    It queues a fine-tune only when the label disagrees with the prediction, as any
+    correction does; an excluded sample stays excluded.
     """
     with transaction.atomic():
         label = sample.label

@@ -201,7 +201,7 @@ def test_relabel_is_an_audited_correction_that_queues_training(mod_client, moder
 
 def test_relabel_refuses_a_label_outside_the_36(mod_client, samples):
     response = act(mod_client, SAMPLES, "relabel", [samples["one"]], label="A")
-    assert response.status_code == 200 and b"Relabel samples" in response.content
+    assert response.status_code == 200 and b"Choose one of the 36 labels" in response.content
     assert not Correction.objects.exists()
 
 
