@@ -72,11 +72,14 @@ class Deployment:
         )  # fmt: skip
         time.sleep(0.3)
 
-    def start_web(self, workers: int = 2) -> str:
+    def start_web(self, workers: int = 2, *, access_log: bool = False) -> str:
+        """Start gunicorn; with ``access_log``, web.log names the worker pid of every request."""
         port = free_port()
+        log_options = ["--access-logfile", "-", "--access-logformat", '%(p)s "%(r)s" %(s)s']
         self._start(
             [str(BIN / "gunicorn"), "recognizer_site.wsgi", "--workers", str(workers),
-             "--bind", f"127.0.0.1:{port}", "--backlog", "256"],
+             "--bind", f"127.0.0.1:{port}", "--backlog", "256",
+             *(log_options if access_log else [])],
             "web.log",
         )  # fmt: skip
         url = f"http://127.0.0.1:{port}"
@@ -90,11 +93,13 @@ class Deployment:
                     raise RuntimeError((self.dir / "web.log").read_text()) from None
                 time.sleep(0.2)
 
-    def start_worker(self):
+    def start_worker(self, name: str = "worker"):
+        """Start a Celery worker; give each of several workers its own name (and log)."""
         self._start(
             [str(BIN / "celery"), "-A", "recognizer_site", "worker", "--queues", "training,celery",
+             "--hostname", f"{name}@%h",
              "--concurrency", "1", "--without-gossip", "--without-mingle", "--loglevel", "INFO"],
-            "worker.log",
+            f"{name}.log",
         )  # fmt: skip
 
     def close_processes(self):
