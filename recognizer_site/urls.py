@@ -16,3 +16,8 @@ urlpatterns = [
     ),
     path("admin/", admin.site.urls),
 ]
+
+# Errors outside any API view (an unknown /api/ URL) keep the API's error shape.
+handler400 = "recognition.api.errors.api_bad_request"
+handler404 = "recognition.api.errors.api_not_found"
+handler500 = "recognition.api.errors.api_server_error"

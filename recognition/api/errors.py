@@ -1,7 +1,13 @@
-"""Every API error has one shape: ``{"error": {"code": ..., "message": ...}}``."""
+"""Every API error has one shape: ``{"error": {"code": ..., "message": ...}}``.
 
-from django.core.exceptions import PermissionDenied, RequestDataTooBig
-from django.http import Http404
+``exception_handler`` shapes errors raised inside API views; the ``api_*`` views
+are Django's 400/404/500 handlers, which shape errors that never reach a view
+(an unknown URL under ``/api/``) and leave the rest of the site's pages alone.
+"""
+
+from django.core.exceptions import PermissionDenied, RequestDataTooBig, SuspiciousOperation
+from django.http import Http404, JsonResponse
+from django.views import defaults
 from rest_framework import exceptions, status
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
@@ -52,6 +58,9 @@ def exception_handler(exc, context):
         return error_response(
             "too_large", "The request body is too large.", status.HTTP_413_REQUEST_ENTITY_TOO_LARGE
         )
+    if isinstance(exc, SuspiciousOperation):
+        # Too many form fields or files, a malformed multipart: the request's fault.
+        return error_response("bad_request", str(exc), status.HTTP_400_BAD_REQUEST)
     if isinstance(exc, NoActiveModel):
         return error_response("no_model", str(exc), status.HTTP_503_SERVICE_UNAVAILABLE)
     if isinstance(exc, Http404):
@@ -69,3 +78,28 @@ def exception_handler(exc, context):
         message = str(exc.detail)
     response.data = {"error": {"code": code, "message": message}}
     return response
+
+
+API_PREFIX = "/api/"
+
+
+def _json_error(code: str, message: str, http_status: int) -> JsonResponse:
+    return JsonResponse({"error": {"code": code, "message": message}}, status=http_status)
+
+
+def api_bad_request(request, exception):
+    if request.path_info.startswith(API_PREFIX):
+        return _json_error("bad_request", "The request is malformed.", 400)
+    return defaults.bad_request(request, exception)
+
+
+def api_not_found(request, exception):
+    if request.path_info.startswith(API_PREFIX):
+        return _json_error("not_found", f"No endpoint at {request.path_info}.", 404)
+    return defaults.page_not_found(request, exception)
+
+
+def api_server_error(request):
+    if request.path_info.startswith(API_PREFIX):
+        return _json_error("server_error", "Internal error; it has been logged.", 500)
+    return defaults.server_error(request)
