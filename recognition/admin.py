@@ -81,6 +81,21 @@ class ModelVersionFilter(admin.SimpleListFilter):
         return queryset
 
 
+class LabelledByFilter(admin.SimpleListFilter):
+    """Every sample one person labelled: how a careless or hostile labeller's work is undone."""
+
+    title = "labelled by"
+    parameter_name = "labelled_by"
+
+    def lookups(self, request, model_admin):
+        return [(str(user.pk), user.get_username()) for user in selectors.correction_authors()]
+
+    def queryset(self, request, queryset):
+        if self.value() and self.value().isdigit():
+            return selectors.samples_labelled_by(queryset, author_id=int(self.value()))
+        return queryset
+
+
 class RelabelForm(forms.Form):
     label = forms.ChoiceField(choices=LABEL_CHOICES)
 
@@ -143,6 +158,7 @@ class SampleAdmin(admin.ModelAdmin):
         DisagreementFilter,
         ConfidenceBandFilter,
         ModelVersionFilter,
+        LabelledByFilter,
         "created_at",
     )
     search_fields = ("id__exact", "label__exact")

@@ -1,5 +1,6 @@
 """Read-side queries over samples, predictions and corrections."""
 
+from django.contrib.auth import get_user_model
 from django.db.models import (
     BooleanField,
     Case,
@@ -151,4 +152,20 @@ def samples_corrected() -> QuerySet[Sample]:
         samples_trainable()
         .filter(Exists(Correction.objects.filter(sample=OuterRef("pk"))))
         .order_by("-pk")
+    )
+
+
+def samples_labelled_by(samples: QuerySet[Sample], *, author_id: int) -> QuerySet[Sample]:
+    """The samples this person corrected: to review or undo all of one person's labels."""
+    return samples.filter(
+        Exists(Correction.objects.filter(sample=OuterRef("pk"), author_id=author_id))
+    )
+
+
+def correction_authors():
+    """People who gave at least one label, by username."""
+    return (
+        get_user_model()
+        .objects.filter(Exists(Correction.objects.filter(author=OuterRef("pk"))))
+        .order_by("username")
     )

@@ -9,6 +9,8 @@ import time
 from dataclasses import dataclass
 
 import numpy as np
+from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Group
 from django.core.files.base import ContentFile
 from django.db import transaction
 from PIL import Image
@@ -205,9 +207,6 @@ def moderator_create(*, username: str, email: str = "", password: str | None = N
     Without a password a new account gets an unusable one (set it later with
     ``manage.py changepassword``); an existing account keeps its password.
     """
-    from django.contrib.auth import get_user_model
-    from django.contrib.auth.models import Group
-
     with transaction.atomic():
         user, created = get_user_model().objects.get_or_create(
             username=username, defaults={"email": email}

@@ -9,11 +9,11 @@ import pytest
 from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
 from django.contrib.admin.models import LogEntry
 from django.contrib.auth.models import Group, Permission, User
-from django.core.management import call_command
+from django.core.management import CommandError, call_command
 from django.test import Client
 from PIL import Image
 
-from recognition import services
+from recognition import selectors, services
 from recognition.models import Correction, Sample
 from training import replay
 from training.models import ModelVersion, TrainingRun
@@ -103,6 +103,23 @@ def test_create_moderator_command(db, monkeypatch):
     monkeypatch.delenv("DJANGO_MODERATOR_PASSWORD")
     call_command("create_moderator", "alice", "--noinput", verbosity=0)  # idempotent
     assert User.objects.get(username="alice").check_password("a-long-test-password")
+    monkeypatch.setenv("DJANGO_MODERATOR_PASSWORD", "123")
+    with pytest.raises(CommandError, match="too short"):
+        call_command("create_moderator", "bob", "--noinput", verbosity=0)
+    assert not User.objects.filter(username="bob").exists()
+
+
+def test_all_labels_of_one_person_can_be_found_and_excluded(mod_client, samples):
+    vandal = User.objects.create_user("vandal", password="pw-for-tests-only")
+    for sample in (samples["seven"], samples["one"]):
+        services.correct_sample(sample=sample, label="x", source="api", author=vandal)
+    services.correct_sample(sample=samples["zero"], label="0", source="api")
+    listing = mod_client.get(f"{SAMPLES}?labelled_by={vandal.pk}")
+    assert set(changelist_ids(listing)) == {samples["seven"].pk, samples["one"].pk}
+    assert b">vandal</a>" in listing.content  # offered as a filter choice
+    act(mod_client, f"{SAMPLES}?labelled_by={vandal.pk}", "exclude_from_training",
+        [samples["seven"], samples["one"]])  # fmt: skip
+    assert set(selectors.samples_trainable().values_list("pk", flat=True)) == {samples["zero"].pk}
 
 
 def test_moderator_opens_every_page(mod_client, samples, default_model):

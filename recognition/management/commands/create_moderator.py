@@ -3,6 +3,8 @@
 import getpass
 import os
 
+from django.contrib.auth.password_validation import validate_password
+from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
 
 from recognition.services import moderator_create
@@ -33,5 +35,10 @@ class Command(BaseCommand):
             password = getpass.getpass("Password: ")
             if password != getpass.getpass("Password (again): "):
                 raise CommandError("The passwords do not match.")
+        if password:
+            try:
+                validate_password(password)
+            except ValidationError as error:
+                raise CommandError(" ".join(error.messages)) from None
         user = moderator_create(username=username, email=email, password=password or None)
         self.stdout.write(self.style.SUCCESS(f"{user.username} is a moderator."))
