@@ -46,7 +46,7 @@ def active_model_on_corrected_samples() -> dict | None:
 
 
 def dashboard_data() -> dict:
-    versions = list(ModelVersion.objects.order_by("number").select_related("parent"))
+    versions = list(ModelVersion.objects.order_by("number"))
     rows = [
         {
             "number": version.number,
