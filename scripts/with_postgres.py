@@ -5,8 +5,8 @@
 The server listens on loopback only, on a free port, with its unix socket in
 its own temporary folder, and the command gets DATABASE_URL (an empty database
 ``recognizer`` whose owner may create the ``test_recognizer`` that pytest-django
-makes). The server is stopped and its folder deleted however the command ends,
-including Ctrl-C and SIGTERM. Binaries come from PG_BINDIR, else Debian's
+makes). The server is stopped and its folder deleted however the command ends;
+Ctrl-C and SIGTERM stop the command first. Binaries come from PG_BINDIR, else Debian's
 /usr/lib/postgresql/<newest>/bin, else PATH.
 """
 
@@ -127,22 +127,27 @@ class Server:
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
-def _raise_interrupt(signum, frame):
-    raise KeyboardInterrupt(f"signal {signum}")
-
-
 def main(argv: list[str]) -> int:
     if not argv or argv[0] in {"-h", "--help"}:
         print(__doc__)
         return 2
-    signal.signal(signal.SIGTERM, _raise_interrupt)
+    command: subprocess.Popen | None = None
+
+    def on_sigterm(signum, frame):
+        # The command shuts down its own processes (honcho's, pytest's workers) before
+        # the server goes; before it has started, just clean up.
+        if command is None:
+            raise SystemExit(128 + signum)
+        command.send_signal(signum)
+
+    signal.signal(signal.SIGTERM, on_sigterm)
     server = Server()
     try:
         server.start()
         print(f"with_postgres: PostgreSQL on 127.0.0.1:{server.port}", file=sys.stderr)
-        return subprocess.run(argv, env={**os.environ, "DATABASE_URL": server.url}).returncode
-    except KeyboardInterrupt:
-        return 130
+        command = subprocess.Popen(argv, env={**os.environ, "DATABASE_URL": server.url})
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the command from the terminal
+        return command.wait()
     finally:
         server.stop()
 

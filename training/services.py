@@ -37,16 +37,20 @@ class TrainingBusy(Exception):
 
 def training_run_request() -> TrainingRun:
     """Return the queued run that will take every pending correction, creating it if needed."""
-    run = TrainingRun.objects.filter(status=TrainingRun.Status.QUEUED).first()
-    if run is not None:
+    # On PostgreSQL our insert can lose to a concurrent request's run, which a worker
+    # may claim before we look it up: then no run is queued and we create one after all.
+    for _ in range(3):
+        run = TrainingRun.objects.filter(status=TrainingRun.Status.QUEUED).first()
+        if run is not None:
+            return run
+        try:
+            with transaction.atomic():
+                run = TrainingRun.objects.create(status=TrainingRun.Status.QUEUED)
+        except IntegrityError:
+            continue
+        transaction.on_commit(partial(training_run_dispatch, run_id=run.pk))
         return run
-    try:
-        with transaction.atomic():
-            run = TrainingRun.objects.create(status=TrainingRun.Status.QUEUED)
-    except IntegrityError:
-        return TrainingRun.objects.get(status=TrainingRun.Status.QUEUED)
-    transaction.on_commit(partial(training_run_dispatch, run_id=run.pk))
-    return run
+    raise RuntimeError("no queued training run could be found or created")
 
 
 def training_run_dispatch(*, run_id: int) -> bool:
