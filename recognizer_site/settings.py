@@ -136,6 +136,9 @@ LOGGING = {
     "root": {"handlers": ["console"], "level": env("LOG_LEVEL", default="INFO")},
 }
 
+# Prometheus scrapes of /metrics: this bearer token, or (unset) loopback only.
+METRICS_TOKEN = env("METRICS_TOKEN", default="")
+
 # --- REST API -------------------------------------------------------------
 THROTTLE_ANON = env("THROTTLE_ANON", default="120/min")
 THROTTLE_USER = env("THROTTLE_USER", default="600/min")

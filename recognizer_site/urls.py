@@ -3,10 +3,12 @@ from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from recognition.health import healthz
+from recognition.metrics import metrics
 
 urlpatterns = [
     path("", include("recognition.urls")),
     path("healthz", healthz, name="healthz"),
+    path("metrics", metrics, name="metrics"),
     path("api/", include("recognition.api.urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path(

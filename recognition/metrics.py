@@ -1,0 +1,162 @@
+"""Prometheus metrics at ``GET /metrics``, read from the database at scrape time.
+
+Design: every figure is an aggregate query over the rows the product already
+writes, run when Prometheus scrapes. Predictions (with their label and measured
+latency), corrections, training runs and model versions all live in the
+database, which every gunicorn worker, every Celery worker and every host
+shares, so whichever process answers a scrape reports the same totals. That is
+simpler than prometheus_client's multiprocess mode, which needs a shared folder
+per host, cleaning at start and per-worker files, counts only the processes of
+one host, and forgets everything at a restart; here nothing is kept in memory,
+counters survive restarts, and a fine-tune finished by a Celery worker is
+counted without that worker serving HTTP.
+
+The cost is a handful of aggregate queries per scrape (counts by label, one
+pass over predictions for the latency buckets). The latency is the model's
+time per drawing (preprocessing and inference) that ``predict_drawing`` stores
+in ``Prediction.latency_ms``; request time including the network is the proxy's
+to measure. Because every instance reports the database's totals, aggregate
+across instances with ``max``, not ``sum``.
+
+Access: with ``METRICS_TOKEN`` set, a scrape must send ``Authorization: Bearer
+<token>``. Without it, only a client on this machine talking to gunicorn
+directly may scrape: a request relayed by a proxy (which sets
+``X-Forwarded-For``) is refused even though it arrives from loopback.
+"""
+
+import hmac
+
+from django.conf import settings
+from django.http import HttpResponse
+from django.views.decorators.cache import never_cache
+from django.views.decorators.http import require_GET
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+)
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from prometheus_client.utils import floatToGoString
+
+from training.classes import CLASSES
+from training.models import TrainingRun
+
+from . import selectors
+from .models import Correction
+
+LATENCY_BOUNDS_MS = [1, 2, 5, 10, 20, 50, 100, 200, 500, 1000]
+FINE_TUNE_BOUNDS_S = [1, 2, 5, 10, 20, 30, 60, 120, 300, 600]
+LOOPBACK = {"127.0.0.1", "::1"}
+
+
+def _buckets(bounds, cumulative, count) -> list:
+    return [*zip(map(floatToGoString, bounds), cumulative, strict=True), ("+Inf", count)]
+
+
+class DatabaseCollector:
+    """Turns the selectors' aggregates into metric families, freshly at every scrape."""
+
+    def collect(self):
+        by_label = selectors.prediction_counts_by_label()
+        predictions = CounterMetricFamily(
+            "recognizer_predictions", "Predictions served, by predicted label.", labels=["label"]
+        )
+        for label in CLASSES:
+            predictions.add_metric([label], by_label.get(label, 0))
+        yield predictions
+
+        latency = selectors.prediction_latency_histogram(bounds_ms=LATENCY_BOUNDS_MS)
+        family = HistogramMetricFamily(
+            "recognizer_prediction_latency_seconds",
+            "Model time per prediction (preprocessing and inference).",
+        )
+        family.add_metric(
+            [],
+            _buckets([b / 1000 for b in LATENCY_BOUNDS_MS], latency["buckets"], latency["count"]),
+            latency["sum_ms"] / 1000,
+        )
+        yield family
+
+        corrections = selectors.correction_counts()
+        by_source = CounterMetricFamily(
+            "recognizer_corrections", "Corrections received, by source.", labels=["source"]
+        )
+        for source in Correction.Source.values:
+            by_source.add_metric(
+                [source], sum(n for (s, _), n in corrections.items() if s == source)
+            )
+        yield by_source
+        by_state = GaugeMetricFamily(
+            "recognizer_corrections_in_state",
+            "Corrections by training state (pending ones await a fine-tune).",
+            labels=["training_state"],
+        )
+        for state in Correction.TrainingState.values:
+            by_state.add_metric(
+                [state], sum(n for (_, t), n in corrections.items() if t == state)
+            )
+        yield by_state
+
+        runs = selectors.training_run_counts()
+        outcomes = CounterMetricFamily(
+            "recognizer_fine_tunes", "Finished fine-tunes, by outcome.", labels=["outcome"]
+        )
+        for status in TrainingRun.FINISHED:
+            outcomes.add_metric([status], runs.get(status, 0))
+        yield outcomes
+        waiting = GaugeMetricFamily(
+            "recognizer_fine_tunes_unfinished", "Fine-tunes queued or running.", labels=["status"]
+        )
+        for status in (TrainingRun.Status.QUEUED, TrainingRun.Status.RUNNING):
+            waiting.add_metric([status], runs.get(status, 0))
+        yield waiting
+
+        durations = selectors.training_run_duration_histogram(bounds_s=FINE_TUNE_BOUNDS_S)
+        family = HistogramMetricFamily(
+            "recognizer_fine_tune_duration_seconds",
+            "Wall time of finished fine-tunes, from claim to finish, by outcome.",
+            labels=["outcome"],
+        )
+        none = {"buckets": [0] * len(FINE_TUNE_BOUNDS_S), "count": 0, "sum_s": 0.0}
+        for status in TrainingRun.FINISHED:
+            figures = durations.get(status, none)
+            family.add_metric(
+                [status],
+                _buckets(FINE_TUNE_BOUNDS_S, figures["buckets"], figures["count"]),
+                figures["sum_s"],
+            )
+        yield family
+
+        active = GaugeMetricFamily(
+            "recognizer_active_model_version", "Number of the active model version (0: none)."
+        )
+        active.add_metric([], selectors.model_version_active_number() or 0)
+        yield active
+
+
+# Its own registry: no per-process metrics (which would differ between workers).
+REGISTRY = CollectorRegistry(auto_describe=False)
+REGISTRY.register(DatabaseCollector())
+
+
+def _allowed(request) -> bool:
+    token = settings.METRICS_TOKEN
+    if token:
+        supplied = request.headers.get("Authorization", "")
+        return hmac.compare_digest(supplied.encode(), f"Bearer {token}".encode())
+    return (
+        request.META.get("REMOTE_ADDR") in LOOPBACK and "HTTP_X_FORWARDED_FOR" not in request.META
+    )
+
+
+@never_cache
+@require_GET
+def metrics(request):
+    if not _allowed(request):
+        return HttpResponse(
+            "Forbidden: send the METRICS_TOKEN as a bearer token, or scrape from loopback.\n",
+            status=403,
+            content_type="text/plain",
+        )
+    return HttpResponse(generate_latest(REGISTRY), content_type=CONTENT_TYPE_LATEST)
