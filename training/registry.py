@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from django.conf import settings
 from django.core.files.base import ContentFile
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.db.models import Max
 from django.utils import timezone
 
@@ -81,14 +81,22 @@ def version_create(
 
 def version_activate(*, version: ModelVersion) -> ModelVersion:
     """Make ``version`` the one active version (forward or rollback) in one transaction."""
-    with transaction.atomic():
-        ModelVersion.objects.filter(status=ModelVersion.Status.ACTIVE).exclude(
-            pk=version.pk
-        ).update(status=ModelVersion.Status.RETIRED)
-        version.status = ModelVersion.Status.ACTIVE
-        version.activated_at = timezone.now()
-        version.save(update_fields=["status", "activated_at"])
-    return version
+    # Two activations at once on PostgreSQL: the later one's UPDATE waits for the earlier
+    # one, then misses the version it activated, and the unique constraint refuses ours.
+    # Once the earlier one has committed, a second attempt sees and retires it.
+    for attempt in range(3):
+        try:
+            with transaction.atomic():
+                ModelVersion.objects.filter(status=ModelVersion.Status.ACTIVE).exclude(
+                    pk=version.pk
+                ).update(status=ModelVersion.Status.RETIRED)
+                version.status = ModelVersion.Status.ACTIVE
+                version.activated_at = timezone.now()
+                version.save(update_fields=["status", "activated_at"])
+            return version
+        except IntegrityError:
+            if attempt == 2:
+                raise
 
 
 def read_verified_weights(version: ModelVersion) -> bytes:
