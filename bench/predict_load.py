@@ -8,84 +8,29 @@ errors, then checks that every successful request stored exactly one sample.
 """
 
 import argparse
-import base64
-import http.client
-import json
 import sqlite3
-import statistics
 import sys
-import threading
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench import loadgen
 from bench.server import Deployment
-from tests.drawing import ONE, SEVEN, ZERO, draw_png
-
-SHAPES = [ONE, SEVEN, ZERO, [[(90, 70), (190, 70)], [(140, 70), (140, 230)]]]
 
 
 def request_bodies() -> list[bytes]:
-    bodies = []
-    for index, strokes in enumerate(SHAPES * 4):
-        shifted = [[(x + index * 3 - 20, y + index * 2 - 15) for x, y in s] for s in strokes]
-        png = draw_png(shifted, width=12 + index % 12)
-        bodies.append(json.dumps({"image": base64.b64encode(png).decode()}).encode())
-    return bodies
+    return [body for body, _ in loadgen.drawings()]
 
 
 def run_clients(host: str, port: int, bodies, clients: int, seconds: float) -> dict:
-    latencies: list[float] = []
-    errors = [0]
-    lock = threading.Lock()
-    stop_at = time.monotonic() + seconds
+    def step(state):
+        body = bodies[state["next"] % len(bodies)]
+        state["next"] += 1
+        status, _ = loadgen.post_json(host, port, "/api/predictions/", body)
+        return "predict", status == 201, status
 
-    def client(offset: int):
-        mine, failed, index = [], 0, offset
-        while time.monotonic() < stop_at:
-            body = bodies[index % len(bodies)]
-            index += 1
-            started = time.perf_counter()
-            try:
-                connection = http.client.HTTPConnection(host, port, timeout=30)
-                connection.request(
-                    "POST",
-                    "/api/predictions/",
-                    body,
-                    {"Content-Type": "application/json"},
-                )
-                response = connection.getresponse()
-                response.read()
-                connection.close()
-                ok = response.status == 201
-            except OSError:
-                ok = False
-            if ok:
-                mine.append((time.perf_counter() - started) * 1000)
-            else:
-                failed += 1
-        with lock:
-            latencies.extend(mine)
-            errors[0] += failed
-
-    threads = [threading.Thread(target=client, args=(i,)) for i in range(clients)]
-    started = time.monotonic()
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    elapsed = time.monotonic() - started
-    cuts = statistics.quantiles(latencies, n=100) if len(latencies) > 1 else [0] * 99
-    return {
-        "clients": clients,
-        "requests": len(latencies),
-        "errors": errors[0],
-        "rps": len(latencies) / elapsed,
-        "p50": cuts[49],
-        "p95": cuts[94],
-        "p99": cuts[98],
-    }
+    tally = loadgen.run_clients(clients, seconds, step, state=lambda index: {"next": index})
+    return {"clients": clients, **tally.summary("predict")}
 
 
 def main():

@@ -64,13 +64,15 @@ class Deployment:
         self.processes.append(process)
         return process
 
-    def start_redis(self):
-        self._start(
+    def start_redis(self) -> subprocess.Popen:
+        """Start Redis on this deployment's port (again, after a stop: the fault drills)."""
+        process = self._start(
             [str(BIN / "redis-server"), "--bind", "127.0.0.1", "--port", str(self.redis_port),
              "--save", "", "--dir", str(self.dir)],
             "redis.log",
         )  # fmt: skip
         time.sleep(0.3)
+        return process
 
     def start_web(self, workers: int = 2, *, access_log: bool = False) -> str:
         """Start gunicorn; with ``access_log``, web.log names the worker pid of every request."""
@@ -93,12 +95,17 @@ class Deployment:
                     raise RuntimeError((self.dir / "web.log").read_text()) from None
                 time.sleep(0.2)
 
-    def start_worker(self, name: str = "worker"):
-        """Start a Celery worker; give each of several workers its own name (and log)."""
-        self._start(
+    def start_worker(self, name: str = "worker", *, beat: bool = False) -> subprocess.Popen:
+        """Start a Celery worker; give each of several workers its own name (and log).
+
+        With ``beat`` it also sends the periodic sweep (one beat per deployment).
+        """
+        beat_options = ["--beat", "--schedule", str(self.dir / f"{name}-beat-schedule")]
+        return self._start(
             [str(BIN / "celery"), "-A", "recognizer_site", "worker", "--queues", "training,celery",
              "--hostname", f"{name}@%h",
-             "--concurrency", "1", "--without-gossip", "--without-mingle", "--loglevel", "INFO"],
+             "--concurrency", "1", "--without-gossip", "--without-mingle", "--loglevel", "INFO",
+             *(beat_options if beat else [])],
             f"{name}.log",
         )  # fmt: skip
 
