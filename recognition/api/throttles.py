@@ -1,11 +1,53 @@
-"""Throttles that read their rate at request time and keep serving when Redis is down."""
+"""Throttles that read their rate at request time and keep serving when Redis is down.
+
+The throttle counts live in the shared cache (Redis). When it cannot be reached
+the request is let through: an outage of the counter must not become an outage
+of predictions. After a failure the process stops asking the cache for
+RETRY_SECONDS, so that each request does not pay a connection timeout (twice:
+both throttles run), and it logs once when the outage starts and once when it ends.
+"""
 
 import logging
+import threading
+import time
 
 from rest_framework.settings import api_settings
 from rest_framework.throttling import AnonRateThrottle, UserRateThrottle
 
 logger = logging.getLogger(__name__)
+
+RETRY_SECONDS = 5.0
+
+
+class _CacheOutage:
+    """Whether this process currently treats the throttle cache as unreachable."""
+
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.retry_at = 0.0
+        self.down = False
+
+    def skip(self) -> bool:
+        return self.down and time.monotonic() < self.retry_at
+
+    def failed(self, error: Exception):
+        with self.lock:
+            if not self.down:
+                logger.warning(
+                    "Throttle cache unavailable, allowing requests unthrottled: %s", error
+                )
+            self.down = True
+            self.retry_at = time.monotonic() + RETRY_SECONDS
+
+    def succeeded(self):
+        if self.down:
+            with self.lock:
+                if self.down:
+                    logger.info("Throttle cache reachable again, throttling resumes")
+                self.down = False
+
+
+outage = _CacheOutage()
 
 
 class _FailOpen:
@@ -13,11 +55,15 @@ class _FailOpen:
         return api_settings.DEFAULT_THROTTLE_RATES.get(self.scope)
 
     def allow_request(self, request, view):
-        try:
-            return super().allow_request(request, view)
-        except Exception as error:  # the cache backend's connection errors vary by client
-            logger.warning("Throttle cache unavailable, allowing the request: %s", error)
+        if self.rate is None or outage.skip():
             return True
+        try:
+            allowed = super().allow_request(request, view)
+        except Exception as error:  # the cache backend's connection errors vary by client
+            outage.failed(error)
+            return True
+        outage.succeeded()
+        return allowed
 
 
 class AnonThrottle(_FailOpen, AnonRateThrottle):
