@@ -184,8 +184,13 @@ def test_web_and_celery_workers_agree_on_one_linear_version_chain(deployment):
         if run.status == "succeeded":
             active = run.result_version
     assert ModelVersion.objects.get(status="active") == active
+    # A worker's start-up sweep can queue a run for corrections that another run takes
+    # just then; that run finds nothing and ends without a version, which is harmless.
+    empty = [run for run in runs if run.result_version is None]
+    assert all(run.reason == "nothing left to learn" for run in empty)
+    assert not [run for run in empty if run.corrections.exists()]
     numbers = list(ModelVersion.objects.order_by("number").values_list("number", flat=True))
-    assert numbers == list(range(1, len(runs) + 3))
+    assert numbers == list(range(1, len(runs) - len(empty) + 3))
 
     # And every web worker serves the end of the chain.
     time.sleep(RELOAD_INTERVAL + 0.1)
