@@ -230,6 +230,9 @@ FINE_TUNE = {
     "STEPS": env.int("FINE_TUNE_STEPS", default=30),
     "BATCH_SIZE": env.int("FINE_TUNE_BATCH_SIZE", default=64),
     "LEARNING_RATE": env.float("FINE_TUNE_LEARNING_RATE", default=3e-4),
+    "OPTIMIZER": env("FINE_TUNE_OPTIMIZER", default="adam"),  # adam or sgd
+    # What a fine-tune may change: "all" of the network, or only its classifier "head".
+    "TRAINABLE": env("FINE_TUNE_TRAINABLE", default="all"),
     # Share of every batch drawn from the new corrections; the rest is replay.
     "NEW_FRACTION": env.float("FINE_TUNE_NEW_FRACTION", default=0.25),
     # Replay of earlier labelled user samples, at most this many per class.

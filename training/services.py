@@ -178,6 +178,8 @@ def _fine_tune_and_publish(run: TrainingRun):
             steps=config["STEPS"],
             batch_size=config["BATCH_SIZE"],
             learning_rate=config["LEARNING_RATE"],
+            optimizer=config["OPTIMIZER"],
+            trainable=config["TRAINABLE"],
             new_fraction=config["NEW_FRACTION"],
             max_seconds=config["MAX_SECONDS"],
             seed=config["SEED"] + run.pk,
