@@ -1,0 +1,130 @@
+"""Fine-tune settings compared on real corrections, without Django, Redis or Celery.
+
+Replays what the worker does for a stream of single corrections: each one is a
+held-out handwriting image that the committed default model misreads (uppercase
+I/O/S/Z left out, the product reads lowercase), fine-tuned from the current
+version with the anchors and earlier corrections as replay, judged by the same
+gate, and published only if it passes. Prints, per setting: corrections that
+passed the gate, the median run time, accuracy on the fixed evaluation set, on
+the other held-out handwriting, and how many of the taught images the final
+model reads right.
+
+    .venv/bin/python bench/finetune_configs.py [--corrections 10] [--threads 1]
+"""
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from training import datasets, nn  # noqa: E402
+from training.finetune import FineTuneConfig, fine_tune, gate  # noqa: E402
+from training.preprocessing import BlankImageError, preprocess_image  # noqa: E402
+
+DEFAULT_MODEL = ROOT / "training" / "default_model"
+HANDWRITING = ROOT.parent / "shared" / "data" / "handwriting"
+SETTINGS = [
+    {"optimizer": "adam", "learning_rate": 3e-4, "steps": 30},
+    {"optimizer": "sgd", "learning_rate": 3e-4, "steps": 30},
+    {"optimizer": "adam", "learning_rate": 3e-4, "steps": 30, "trainable": "head"},
+]
+MAX_FORGETTING = 0.01
+
+
+def heldout_handwriting(eval_glyphs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Held-out lowercase-readable handwriting that is not in the fixed evaluation set."""
+    in_eval = {glyph.tobytes() for glyph in eval_glyphs}
+    glyphs, labels = [], []
+    for path, label in datasets.image_folder_files(HANDWRITING):
+        if not datasets.is_heldout(str(path.relative_to(HANDWRITING))):
+            continue
+        if path.name.startswith("upper_") and path.parent.name in datasets.DIGIT_LOOKALIKES:
+            continue
+        with Image.open(path) as image:
+            try:
+                glyph = preprocess_image(image)
+            except BlankImageError:
+                continue
+        if glyph.tobytes() not in in_eval:
+            glyphs.append(glyph)
+            labels.append(label)
+    return np.stack(glyphs), np.array(labels)
+
+
+def accuracy(model, glyphs, labels) -> float:
+    return float((nn.predict_proba(model, glyphs).argmax(1) == labels).mean())
+
+
+def stream(base, config: dict, taught: np.ndarray, pool, anchors) -> dict:
+    glyphs, labels = pool
+    model, passed, seconds = base, 0, []
+    for position, index in enumerate(taught):
+        earlier = taught[:position]
+        started = time.perf_counter()
+        candidate = fine_tune(
+            model,
+            new_glyphs=glyphs[[index]],
+            new_labels=labels[[index]],
+            replay_glyphs=np.concatenate([anchors["anchor_glyphs"], glyphs[earlier]]),
+            replay_labels=np.concatenate([anchors["anchor_labels"], labels[earlier]]),
+            config=FineTuneConfig(seed=position, **config),
+        )
+        decision = gate(
+            parent=model,
+            candidate=candidate,
+            fixed_glyphs=anchors["eval_glyphs"],
+            fixed_labels=anchors["eval_labels"],
+            new_glyphs=glyphs[[index]],
+            new_labels=labels[[index]],
+            max_forgetting=MAX_FORGETTING,
+        )
+        seconds.append(time.perf_counter() - started)
+        if decision.passed:
+            passed, model = passed + 1, candidate
+    others = np.setdiff1d(np.arange(len(labels)), taught)
+    return {
+        "passed": passed,
+        "seconds": float(np.median(seconds)),
+        "fixed": accuracy(model, anchors["eval_glyphs"], anchors["eval_labels"]),
+        "others": accuracy(model, glyphs[others], labels[others]),
+        "taught": accuracy(model, glyphs[taught], labels[taught]),
+    }
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--corrections", type=int, default=10)
+    parser.add_argument("--threads", type=int, default=1)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    base = nn.deserialize_state((DEFAULT_MODEL / "weights.pt").read_bytes())
+    with np.load(DEFAULT_MODEL / "anchors.npz") as archive:
+        anchors = {key: archive[key] for key in archive.files}
+    pool = heldout_handwriting(anchors["eval_glyphs"])
+    misread = np.flatnonzero(nn.predict_proba(base, pool[0]).argmax(1) != pool[1])
+    taught = np.random.default_rng(0).permutation(misread)[: args.corrections]
+    others = np.setdiff1d(np.arange(len(pool[1])), taught)
+    print(f"{len(pool[1])} held-out images, {len(misread)} misread, teaching {len(taught)}")
+    fixed_before = accuracy(base, anchors["eval_glyphs"], anchors["eval_labels"])
+    others_before = accuracy(base, pool[0][others], pool[1][others])
+    print(f"before: fixed set {100 * fixed_before:.2f}%, others {100 * others_before:.2f}%")
+    print(f"{'setting':<58} {'passed':>6} {'s/run':>6} {'fixed':>7} {'others':>7} {'taught':>7}")
+    for config in SETTINGS:
+        result = stream(base, config, taught, pool, anchors)
+        print(
+            f"{json.dumps(config):<58} {result['passed']:>3}/{len(taught):<2} "
+            f"{result['seconds']:>6.2f} {100 * result['fixed']:>6.2f}% "
+            f"{100 * result['others']:>6.2f}% {100 * result['taught']:>6.1f}%"
+        )
+
+
+if __name__ == "__main__":
+    main()
