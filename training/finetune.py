@@ -27,8 +27,9 @@ class FineTuneConfig:
     new_fraction: float = 0.25
     max_seconds: float = 60.0
     seed: int = 0
-    # Adam learned every one of 10 real corrections in 30 steps with no loss on the
-    # fixed set; momentum SGD at the same rate learned few (docs/online-learning.md).
+    # On a stream of real misread corrections Adam ends up reading more of them
+    # right than momentum SGD at the same rate, with no loss on the fixed set
+    # (bench/finetune_configs.py, figures in docs/online-learning.md).
     optimizer: str = "adam"
     # "head" trains only the classifier layers; "all" the whole network.
     trainable: str = "all"
