@@ -42,19 +42,25 @@ class Deployment:
             **{key: str(value) for key, value in env_overrides.items()},
         }
         self.processes: list[subprocess.Popen] = []
-        self.manage("migrate", "--noinput", "--verbosity", "0")
-        self.manage("collectstatic", "--noinput", "--verbosity", "0")
-        self.manage("install_default_model", "--verbosity", "0")
+        try:
+            self.manage("migrate", "--noinput", "--verbosity", "0")
+            self.manage("collectstatic", "--noinput", "--verbosity", "0")
+            self.manage("install_default_model", "--verbosity", "0")
+        except BaseException:
+            shutil.rmtree(self.dir, ignore_errors=True)  # nobody gets to close() it
+            raise
 
     def manage(self, *args: str) -> str:
-        return subprocess.run(
+        result = subprocess.run(
             [sys.executable, "manage.py", *args],
             cwd=ROOT,
             env=self.env,
-            check=True,
             capture_output=True,
             text=True,
-        ).stdout
+        )
+        if result.returncode:
+            raise RuntimeError(f"manage.py {' '.join(args)} failed:\n{result.stderr}")
+        return result.stdout
 
     def _start(self, command: list[str], log_name: str) -> subprocess.Popen:
         log = (self.dir / log_name).open("wb")
