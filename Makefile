@@ -62,6 +62,8 @@ lint: venv
 
 bench: venv
 	$(BIN)/python bench/inference.py
+	$(BIN)/python bench/load.py
+	$(BIN)/python bench/faults.py
 
 clean:
 	rm -rf var/test-db-*.sqlite3* test-artifacts .pytest_cache

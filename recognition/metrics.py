@@ -93,9 +93,7 @@ class DatabaseCollector:
             labels=["training_state"],
         )
         for state in Correction.TrainingState.values:
-            by_state.add_metric(
-                [state], sum(n for (_, t), n in corrections.items() if t == state)
-            )
+            by_state.add_metric([state], sum(n for (_, t), n in corrections.items() if t == state))
         yield by_state
 
         runs = selectors.training_run_counts()

@@ -327,7 +327,9 @@ def test_negative_huge_or_odd_ids_in_paths(client, staff_client, sample, missing
 
 
 @pytest.mark.slow
-def test_schemathesis_finds_no_server_error(live_server, transactional_db, default_model, sample):
+def test_schemathesis_finds_no_server_error(
+    live_server, transactional_db, default_model, sample, tmp_path
+):
     """Schemathesis generates requests for every operation in /api/schema/, as staff."""
     staff = User.objects.create_user("schemathesis", is_staff=True)
     token = Token.objects.create(user=staff).key
@@ -338,7 +340,8 @@ def test_schemathesis_finds_no_server_error(live_server, transactional_db, defau
         "--phases", "examples,coverage,fuzzing", "--request-timeout", "30",
         "--header", f"Authorization: Token {token}", "--suppress-health-check", "all",
     ]  # fmt: skip
-    result = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    # In a temporary folder: schemathesis keeps its example database in the working directory.
+    result = subprocess.run(command, capture_output=True, text=True, timeout=600, cwd=tmp_path)
     assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-2000:]
     # It did test every operation, with cases of its own making.
     tested = re.search(r"Selected: (\d+)/(\d+)\s+Tested: (\d+)", result.stdout)

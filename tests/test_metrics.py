@@ -3,7 +3,6 @@
 import base64
 import http.client
 import sqlite3
-import sys
 from pathlib import Path
 
 import pytest
@@ -11,6 +10,7 @@ from django.test import Client
 from prometheus_client.parser import text_string_to_metric_families
 from rest_framework.test import APIClient
 
+from bench.server import Deployment
 from recognition.models import Prediction
 from training.classes import CLASSES
 from training.models import TrainingRun
@@ -142,9 +142,6 @@ def test_with_a_token_every_scrape_must_bring_it(db, settings):
 
 @pytest.mark.slow
 def test_every_gunicorn_worker_reports_the_same_totals():
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-    from bench.server import Deployment
-
     with Deployment() as deployment:
         host, port = (
             deployment.start_web(workers=3, access_log=True).removeprefix("http://").split(":")
