@@ -84,6 +84,7 @@ def test_predictions_and_a_correction_are_counted(default_model, settings):
     assert metrics[("recognizer_fine_tunes_total", (("outcome", "succeeded"),))] == 0
 
 
+@pytest.mark.slow  # a real (short) fine-tune
 def test_a_finished_fine_tune_is_counted_with_its_duration(default_model, settings):
     settings.FINE_TUNE = {**settings.FINE_TUNE, "STEPS": 5, "THREADS": 1}
     client = APIClient()
