@@ -65,7 +65,7 @@ def accuracy(model, glyphs, labels) -> float:
 
 def stream(base, config: dict, taught: np.ndarray, pool, anchors) -> dict:
     glyphs, labels = pool
-    model, passed, seconds = base, 0, []
+    model, model_fixed, passed, seconds = base, None, 0, []
     for position, index in enumerate(taught):
         earlier = taught[:position]
         started = time.perf_counter()
@@ -85,10 +85,11 @@ def stream(base, config: dict, taught: np.ndarray, pool, anchors) -> dict:
             new_glyphs=glyphs[[index]],
             new_labels=labels[[index]],
             max_forgetting=MAX_FORGETTING,
+            parent_fixed=model_fixed,
         )
         seconds.append(time.perf_counter() - started)
         if decision.passed:
-            passed, model = passed + 1, candidate
+            passed, model, model_fixed = passed + 1, candidate, decision.candidate_fixed
     others = np.setdiff1d(np.arange(len(labels)), taught)
     return {
         "passed": passed,

@@ -40,6 +40,8 @@ class GateDecision:
     passed: bool
     reason: str
     metrics: dict
+    # The candidate's own evaluation on the fixed set: the next run's parent score.
+    candidate_fixed: dict
 
 
 def fine_tune(
@@ -100,12 +102,15 @@ def gate(
     new_glyphs: np.ndarray,
     new_labels: np.ndarray,
     max_forgetting: float,
+    parent_fixed: dict | None = None,
 ) -> GateDecision:
     """Publish only if the candidate forgets at most ``max_forgetting`` and learned the corrections.
 
     Learned means: every correction is now predicted right, or more of them than before.
+    ``parent_fixed`` is the parent's ``nn.evaluate`` on the same fixed set, when known.
     """
-    parent_fixed = nn.evaluate(parent, fixed_glyphs, fixed_labels)
+    if parent_fixed is None:
+        parent_fixed = nn.evaluate(parent, fixed_glyphs, fixed_labels)
     candidate_fixed = nn.evaluate(candidate, fixed_glyphs, fixed_labels)
     parent_new = nn.evaluate(parent, new_glyphs, new_labels)["overall"]
     candidate_new = nn.evaluate(candidate, new_glyphs, new_labels)["overall"]
@@ -123,8 +128,8 @@ def gate(
             f"forgetting {forgetting * 100:.2f} points on the fixed set exceeds "
             f"{max_forgetting * 100:.2f}"
         )
-        return GateDecision(False, reason, metrics)
+        return GateDecision(False, reason, metrics, candidate_fixed)
     if not learned:
         reason = f"corrections predicted right {candidate_new:.0%} after vs {parent_new:.0%} before"
-        return GateDecision(False, reason, metrics)
-    return GateDecision(True, "", metrics)
+        return GateDecision(False, reason, metrics, candidate_fixed)
+    return GateDecision(True, "", metrics, candidate_fixed)

@@ -10,6 +10,7 @@ only if it passes the gate. Anything that fails leaves its corrections pending,
 and ``training_runs_sweep`` (periodic, and at worker start) re-queues them.
 """
 
+import hashlib
 import logging
 import time
 from datetime import timedelta
@@ -125,6 +126,22 @@ def training_run_execute(*, run_id: int) -> TrainingRun | None:
     return run
 
 
+# Each version's evaluation on a fixed set, remembered by this worker process: a
+# published candidate is the next run's parent, so that run need not score it again.
+_fixed_scores: dict[tuple[str, str], dict] = {}
+_FIXED_SCORES_KEPT = 8
+
+
+def _fixed_set_digest(fixed: replay.GlyphSet) -> str:
+    return hashlib.sha256(fixed.glyphs.tobytes() + fixed.labels.tobytes()).hexdigest()
+
+
+def _remember_fixed_score(key: tuple[str, str], score: dict):
+    _fixed_scores[key] = score
+    while len(_fixed_scores) > _FIXED_SCORES_KEPT:
+        del _fixed_scores[next(iter(_fixed_scores))]
+
+
 def _fine_tune_and_publish(run: TrainingRun):
     config = settings.FINE_TUNE
     corrections = list(run.corrections.all())
@@ -186,6 +203,7 @@ def _fine_tune_and_publish(run: TrainingRun):
         ),
         on_progress=heartbeat,
     )
+    fixed_digest = _fixed_set_digest(fixed)
     decision = gate(
         parent=parent,
         candidate=candidate,
@@ -194,7 +212,11 @@ def _fine_tune_and_publish(run: TrainingRun):
         new_glyphs=new.glyphs,
         new_labels=new.labels,
         max_forgetting=config["MAX_FORGETTING"],
+        parent_fixed=_fixed_scores.get((parent_version.sha256, fixed_digest)),
     )
+    weights = nn.serialize_state(candidate)
+    candidate_key = (registry.weights_sha256(weights), fixed_digest)
+    _remember_fixed_score(candidate_key, decision.candidate_fixed)
     metrics = {
         **decision.metrics,
         "fixed_set": {
@@ -214,16 +236,19 @@ def _fine_tune_and_publish(run: TrainingRun):
         "settings": dict(config.items()),
         "correction_ids": [c.pk for c in corrections],
     }
-    _publish(run, candidate, decision.passed, decision.reason, metrics, training_info, new)
+    _publish(run, weights, decision.passed, decision.reason, metrics, training_info, new)
 
 
-def _publish(run, candidate, passed, reason, metrics, training_info, new):
-    """Store the candidate and settle the run and its corrections in one transaction."""
-    weights = nn.serialize_state(candidate)
+def _publish(run, weights, passed, reason, metrics, training_info, new):
+    """Store the candidate's weights and settle the run and its corrections in one transaction."""
     with transaction.atomic():
-        parent_still_active = ModelVersion.objects.filter(
-            pk=run.parent_version_id, status=ModelVersion.Status.ACTIVE
-        ).exists()
+        # The row lock makes a rollback that is committing now wait for, or be seen
+        # by, this check (PostgreSQL); SQLite's IMMEDIATE transactions already serialize.
+        parent_still_active = (
+            ModelVersion.objects.select_for_update()
+            .filter(pk=run.parent_version_id, status=ModelVersion.Status.ACTIVE)
+            .exists()
+        )
         if passed and not parent_still_active:
             passed, reason = False, "the parent version was deactivated during the run"
         version = registry.version_create(
