@@ -33,6 +33,8 @@ class PredictionOutcome:
     prediction: Prediction
     top: list[dict]
     preview_png: bytes
+    # The serving model's version number, known without reading its row back.
+    model_version_number: int
 
     @property
     def preview_data_url(self) -> str:
@@ -104,6 +106,7 @@ def predict_drawing(
         prediction=prediction,
         top=top,
         preview_png=encode_png(Image.fromarray(glyph, mode="L")),
+        model_version_number=loaded.number,
     )
 
 

@@ -162,7 +162,12 @@ class ActiveModelCache:
         return self._current
 
     def _refresh(self):
-        active = ModelVersion.objects.filter(status=ModelVersion.Status.ACTIVE).first()
+        # Only what loading needs: metrics hold a confusion matrix per evaluation set.
+        active = (
+            ModelVersion.objects.filter(status=ModelVersion.Status.ACTIVE)
+            .only("number", "sha256", "weights", "architecture")
+            .first()
+        )
         self._checked_at = time.monotonic()
         if active is None or (self._current and self._current.version_id == active.pk):
             return

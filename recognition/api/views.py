@@ -66,7 +66,7 @@ class PredictionCreateApi(APIView):
         label = serializers.CharField(source="prediction.label")
         confidence = serializers.FloatField(source="prediction.confidence")
         top = TopLabelSerializer(many=True)
-        model_version = serializers.IntegerField(source="prediction.model_version.number")
+        model_version = serializers.IntegerField(source="model_version_number")
         preview = serializers.CharField(source="preview_data_url")
         latency_ms = serializers.FloatField(source="prediction.latency_ms")
 
