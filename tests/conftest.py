@@ -1,6 +1,7 @@
 """Shared fixtures: media in a temporary folder, local caches, models to predict with."""
 
 import functools
+import importlib
 import os
 import signal
 import socket
@@ -14,7 +15,10 @@ import redis
 from django.conf import settings
 from django.core.cache import cache
 from django.core.management import call_command
+from django.db import connection
+from django.db.migrations.executor import MigrationExecutor
 from PIL import Image
+from playwright.sync_api import sync_playwright
 
 from training import datasets, nn
 from training.classes import CLASSES
@@ -59,6 +63,48 @@ def misread_handwriting(count: int) -> tuple[tuple[bytes, str], ...]:
             if len(found) == count:
                 return tuple(found)
     raise AssertionError("not enough misread held-out handwriting")
+
+
+ARTIFACTS = settings.BASE_DIR / "test-artifacts"
+CHROMIUM = "/usr/bin/chromium"
+# Debian's Chromium (Playwright cannot download its own here), with nothing that
+# reaches for the network this machine does not have.
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
+@pytest.fixture
+def browser(monkeypatch):
+    """Headless Chromium driven by Playwright; screenshots go to ``ARTIFACTS``."""
+    # Playwright's sync API runs an event loop in this thread; Django's ORM checks
+    # for one, and the tests only read the database between page actions.
+    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+    ARTIFACTS.mkdir(exist_ok=True)
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture
+def moderators_group(transactional_db):
+    """The Moderators group as its data migration makes it.
+
+    Transactional tests empty every table when they end, rows that migrations
+    made included; this runs the migration's own function again on its models.
+    """
+    migration = importlib.import_module("recognition.migrations.0003_moderators_group")
+    state = MigrationExecutor(connection).loader.project_state(
+        ("recognition", "0003_moderators_group")
+    )
+    migration.create_group(state.apps, None)
 
 
 @pytest.fixture
@@ -167,8 +213,6 @@ class WorkerProcess:
 
 
 def _database_url() -> str:
-    from django.db import connection
-
     db = connection.settings_dict
     if db["ENGINE"].endswith("sqlite3"):
         return f"sqlite:///{db['NAME']}"

@@ -1,16 +1,13 @@
 """A moderator in real headless Chromium: sign in, filter the review queue, relabel a sample."""
 
-import os
-
 import pytest
-from playwright.sync_api import expect, sync_playwright
+from playwright.sync_api import expect
 
 from recognition import services
 from recognition.models import Correction, Sample
 from training.models import TrainingRun
 
-from .conftest import ONE, SEVEN, draw_png
-from .test_browser import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS
+from .conftest import ARTIFACTS, ONE, SEVEN, draw_png
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
@@ -18,21 +15,12 @@ PASSWORD = "pw-for-browser-tests"
 
 
 @pytest.fixture
-def page(live_server, default_model):
-    # Playwright's sync API runs an event loop in this thread; Django's ORM checks
-    # for one, and the test only reads the database after each page action.
-    os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
-    ARTIFACTS.mkdir(exist_ok=True)
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        context = browser.new_context(
-            device_scale_factor=2, viewport={"width": 1400, "height": 1000}
-        )
-        page = context.new_page()
-        page.set_default_timeout(15_000)
-        page.goto(live_server.url + "/admin/")
-        yield page
-        browser.close()
+def page(browser, live_server, default_model, moderators_group):
+    context = browser.new_context(device_scale_factor=2, viewport={"width": 1400, "height": 1000})
+    page = context.new_page()
+    page.set_default_timeout(15_000)
+    page.goto(live_server.url + "/admin/")
+    return page
 
 
 def test_moderator_filters_the_queue_and_relabels(page, default_model):

@@ -1,43 +1,21 @@
 """The drawing page in real headless Chromium: draw, recognize, correct, and find it all stored."""
 
-import os
-from pathlib import Path
-
 import pytest
-from playwright.sync_api import expect, sync_playwright
+from playwright.sync_api import expect
 
 from recognition.models import Correction, Prediction, Sample
 
-pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
+from .conftest import ARTIFACTS
 
-ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
+pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
 
 @pytest.fixture
-def page(live_server, default_model):
-    # Playwright's sync API runs an event loop in this thread; Django's ORM checks
-    # for one, and the test only reads the database after each page action.
-    os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
-    ARTIFACTS.mkdir(exist_ok=True)
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        context = browser.new_context(
-            device_scale_factor=2, viewport={"width": 900, "height": 1000}
-        )
-        page = context.new_page()
-        page.goto(live_server.url)
-        yield page
-        browser.close()
+def page(browser, live_server, default_model):
+    context = browser.new_context(device_scale_factor=2, viewport={"width": 900, "height": 1000})
+    page = context.new_page()
+    page.goto(live_server.url)
+    return page
 
 
 def draw(page, points):
