@@ -20,43 +20,21 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from training import datasets, nn  # noqa: E402
+from bench.handwriting import heldout_handwriting  # noqa: E402
+from training import nn  # noqa: E402
 from training.finetune import FineTuneConfig, fine_tune, gate  # noqa: E402
-from training.preprocessing import BlankImageError, preprocess_image  # noqa: E402
 
 DEFAULT_MODEL = ROOT / "training" / "default_model"
-HANDWRITING = ROOT.parent / "shared" / "data" / "handwriting"
 SETTINGS = [
     {"optimizer": "adam", "learning_rate": 3e-4, "steps": 30},
     {"optimizer": "sgd", "learning_rate": 3e-4, "steps": 30},
     {"optimizer": "adam", "learning_rate": 3e-4, "steps": 30, "trainable": "head"},
 ]
 MAX_FORGETTING = 0.01
-
-
-def heldout_handwriting(eval_glyphs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Held-out lowercase-readable handwriting that is not in the fixed evaluation set."""
-    in_eval = {glyph.tobytes() for glyph in eval_glyphs}
-    glyphs, labels = [], []
-    for path, label in datasets.image_folder_files(HANDWRITING):
-        if not datasets.is_heldout(str(path.relative_to(HANDWRITING))):
-            continue
-        if path.name.startswith("upper_") and path.parent.name in datasets.DIGIT_LOOKALIKES:
-            continue
-        with Image.open(path) as image:
-            try:
-                glyph = preprocess_image(image)
-            except BlankImageError:
-                continue
-        if glyph.tobytes() not in in_eval:
-            glyphs.append(glyph)
-            labels.append(label)
-    return np.stack(glyphs), np.array(labels)
 
 
 def accuracy(model, glyphs, labels) -> float:
@@ -109,7 +87,8 @@ def main():
     base = nn.deserialize_state((DEFAULT_MODEL / "weights.pt").read_bytes())
     with np.load(DEFAULT_MODEL / "anchors.npz") as archive:
         anchors = {key: archive[key] for key in archive.files}
-    pool = heldout_handwriting(anchors["eval_glyphs"])
+    rows = heldout_handwriting(anchors["eval_glyphs"])
+    pool = np.stack([glyph for *_, glyph in rows]), np.array([label for _, label, _ in rows])
     misread = np.flatnonzero(nn.predict_proba(base, pool[0]).argmax(1) != pool[1])
     taught = np.random.default_rng(0).permutation(misread)[: args.corrections]
     others = np.setdiff1d(np.arange(len(pool[1])), taught)

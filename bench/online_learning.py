@@ -30,9 +30,9 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.handwriting import HANDWRITING, heldout_handwriting  # noqa: E402
 from bench.server import Deployment  # noqa: E402
 
-HANDWRITING = ROOT.parent / "shared" / "data" / "handwriting"
 STYLE = "ink_photos"
 ADAPT_CLASSES = 6
 LATENCY_CORRECTIONS = 20
@@ -67,30 +67,10 @@ def predict_http(url: str, png: bytes) -> dict:
 
 
 def candidates(model, eval_glyphs):
-    """Held-out handwriting: (path, label, glyph, misread) for everything not in the eval set.
+    """Held-out handwriting outside the fixed set: (path, label, glyph, misread)."""
+    from training import nn
 
-    Uppercase I, O, S and Z are left out: the product reads lowercase letters, and
-    those are drawn exactly like 1, 0, 5 and 2 (see datasets.DIGIT_LOOKALIKES).
-    """
-    from PIL import Image
-
-    from training import datasets, nn
-    from training.preprocessing import preprocess_image
-
-    in_eval = {glyph.tobytes() for glyph in eval_glyphs}
-    rows = []
-    for path, label in datasets.image_folder_files(HANDWRITING):
-        if not datasets.is_heldout(str(path.relative_to(HANDWRITING))):
-            continue
-        if path.name.startswith("upper_") and path.parent.name in datasets.DIGIT_LOOKALIKES:
-            continue
-        with Image.open(path) as image:
-            try:
-                glyph = preprocess_image(image)
-            except ValueError:
-                continue
-        if glyph.tobytes() not in in_eval:
-            rows.append((path, label, glyph))
+    rows = heldout_handwriting(eval_glyphs)
     predicted = nn.predict_proba(model, np.stack([g for _, _, g in rows])).argmax(1)
     return [
         (p, label, g, pred != label) for (p, label, g), pred in zip(rows, predicted, strict=True)

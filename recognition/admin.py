@@ -19,6 +19,7 @@ from django.views.decorators.http import require_POST
 from PIL import Image
 
 from training import services as training_services
+from training.admin import ReadOnlyAdmin
 from training.classes import CLASSES, DIGITS, LETTERS
 from training.models import ModelVersion
 
@@ -423,17 +424,8 @@ class SampleAdmin(admin.ModelAdmin):
         )
 
 
-class AuditLogAdmin(admin.ModelAdmin):
+class AuditLogAdmin(ReadOnlyAdmin):
     """Predictions and corrections are the audit trail: nobody edits or deletes them here."""
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
 
     @admin.display(description="sample", ordering="sample")
     def sample_link(self, obj):

@@ -19,7 +19,7 @@ def _percent(value) -> str:
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):
-    """Versions are immutable files and runs are a record: only the actions below change them."""
+    """Records nobody adds, edits or deletes here; custom actions are the only writers."""
 
     def has_add_permission(self, request):
         return False
