@@ -228,7 +228,9 @@ CELERY_BEAT_SCHEDULE = {
 # --- Online learning (see training/services.py) ---------------------------
 FINE_TUNE = {
     "STEPS": env.int("FINE_TUNE_STEPS", default=30),
-    "BATCH_SIZE": env.int("FINE_TUNE_BATCH_SIZE", default=64),
+    # 32 learned as many real corrections as 64 in two thirds of the time
+    # (bench/finetune_configs.py, docs/online-learning.md).
+    "BATCH_SIZE": env.int("FINE_TUNE_BATCH_SIZE", default=32),
     "LEARNING_RATE": env.float("FINE_TUNE_LEARNING_RATE", default=3e-4),
     "OPTIMIZER": env("FINE_TUNE_OPTIMIZER", default="adam"),  # adam or sgd
     # What a fine-tune may change: "all" of the network, or only its classifier "head".

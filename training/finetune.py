@@ -22,7 +22,7 @@ from .augment import augment_batch
 @dataclass(frozen=True)
 class FineTuneConfig:
     steps: int = 30
-    batch_size: int = 64
+    batch_size: int = 32
     learning_rate: float = 3e-4
     new_fraction: float = 0.25
     max_seconds: float = 60.0
