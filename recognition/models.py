@@ -58,6 +58,11 @@ class Sample(models.Model):
     def glyph_array(self) -> np.ndarray:
         return np.frombuffer(bytes(self.glyph), dtype=np.uint8).reshape(28, 28)
 
+    def latest_predicted_label(self) -> str:
+        """The label of the latest prediction (every sample has at least one)."""
+        latest = self.predictions.order_by("-created_at", "-pk").values_list("label", flat=True)
+        return latest.first() or ""
+
     def derive_label(self) -> str:
         """Latest moderator label, else latest correction, else no label."""
         corrections = self.corrections.order_by("-created_at", "-pk")

@@ -127,8 +127,7 @@ def correct_sample(
     if label not in CLASS_INDEX:
         raise ValueError(f"{label!r} is not one of the 36 classes")
     with transaction.atomic():
-        latest_prediction = sample.predictions.order_by("-created_at", "-pk").first()
-        predicted = latest_prediction.label if latest_prediction else ""
+        predicted = sample.latest_predicted_label()
         previous = sample.label or predicted
         teaches = (label != previous or label != predicted) and (
             sample.status != Sample.Status.EXCLUDED
@@ -161,14 +160,9 @@ def sample_relabel(*, sample: Sample, label: str, moderator) -> CorrectionOutcom
     An excluded sample keeps its exclusion (only ``samples_include`` lifts it), so
     its new label is recorded but never trained on.
     """
-    with transaction.atomic():
-        outcome = correct_sample(
-            sample=sample, label=label, source=Correction.Source.ADMIN, author=moderator
-        )
-        if sample.status != Sample.Status.EXCLUDED:
-            sample.status = Sample.Status.RELABELED
-            sample.save(update_fields=["status"])
-    return outcome
+    return _moderator_label(
+        sample=sample, label=label, moderator=moderator, status=Sample.Status.RELABELED
+    )
 
 
 def sample_confirm(*, sample: Sample, moderator) -> CorrectionOutcome:
@@ -179,17 +173,22 @@ def sample_confirm(*, sample: Sample, moderator) -> CorrectionOutcome:
     It queues a fine-tune only when the label disagrees with the prediction, as any
     correction does; an excluded sample stays excluded.
     """
+    return _moderator_label(
+        sample=sample,
+        label=sample.label or sample.latest_predicted_label(),
+        moderator=moderator,
+        status=Sample.Status.CONFIRMED,
+    )
+
+
+def _moderator_label(*, sample: Sample, label: str, moderator, status: str) -> CorrectionOutcome:
+    """A moderator Correction and the review status it earns; an exclusion is kept."""
     with transaction.atomic():
-        label = sample.label
-        if not label:
-            label = sample.predictions.order_by("-created_at", "-pk").values_list(
-                "label", flat=True
-            )[0]
         outcome = correct_sample(
             sample=sample, label=label, source=Correction.Source.ADMIN, author=moderator
         )
         if sample.status != Sample.Status.EXCLUDED:
-            sample.status = Sample.Status.CONFIRMED
+            sample.status = status
             sample.save(update_fields=["status"])
     return outcome
 

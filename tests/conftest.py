@@ -20,7 +20,7 @@ from django.db.migrations.executor import MigrationExecutor
 from PIL import Image
 from playwright.sync_api import sync_playwright
 
-from training import datasets, nn
+from training import datasets, nn, registry
 from training.classes import CLASSES
 from training.models import ModelVersion
 from training.preprocessing import preprocess_image
@@ -91,6 +91,18 @@ def browser(monkeypatch):
         chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         yield chromium
         chromium.close()
+
+
+def copy_of(version: ModelVersion, *, activate: bool = False) -> ModelVersion:
+    """A new version holding the same weights: the cheapest second version to switch to."""
+    return registry.version_create(
+        weights=registry.read_verified_weights(version),
+        architecture=version.architecture,
+        metrics={},
+        training_info={"kind": "copy"},
+        parent=version,
+        activate=activate,
+    )
 
 
 @pytest.fixture

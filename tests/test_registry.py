@@ -16,18 +16,7 @@ from training import registry
 from training.models import ModelVersion
 from training.storage import AtomicFileSystemStorage
 
-from .conftest import ONE, _database_url, _free_port, draw_png
-
-
-def copy_of(version: ModelVersion, *, activate: bool = False) -> ModelVersion:
-    return registry.version_create(
-        weights=registry.read_verified_weights(version),
-        architecture=version.architecture,
-        metrics={},
-        training_info={"kind": "copy"},
-        parent=version,
-        activate=activate,
-    )
+from .conftest import ONE, _database_url, _free_port, copy_of, draw_png
 
 
 @pytest.mark.django_db

@@ -25,7 +25,7 @@ from recognition.models import Correction
 from training import registry
 from training.models import ModelVersion, TrainingRun
 
-from .conftest import ONE, _database_url, draw_png, misread_handwriting
+from .conftest import ONE, _database_url, copy_of, draw_png, misread_handwriting
 
 RELOAD_INTERVAL = 1.0
 CLIENTS = 8
@@ -119,13 +119,7 @@ def test_web_and_celery_workers_agree_on_one_linear_version_chain(deployment):
     assert len(before) == 2 and all(seen == {first.number} for seen in before.values()), before
 
     # A moderator activates another version through the API; both web workers follow.
-    second = registry.version_create(
-        weights=registry.read_verified_weights(first),
-        architecture=first.architecture,
-        metrics={},
-        training_info={"kind": "copy"},
-        parent=first,
-    )
+    second = copy_of(first)
     staff = User.objects.create_user("moderator", is_staff=True)
     status, body = call(
         url,
@@ -214,16 +208,7 @@ def test_two_activations_at_once_leave_the_later_one_active(transactional_db):
     """Two moderators activate different versions at the same moment: no error, one active."""
     call_command("install_default_model", verbosity=0)
     first = ModelVersion.objects.get(status="active")
-    second, third = (
-        registry.version_create(
-            weights=registry.read_verified_weights(first),
-            architecture=first.architecture,
-            metrics={},
-            training_info={"kind": "copy"},
-            parent=first,
-        )
-        for _ in range(2)
-    )
+    second, third = (copy_of(first) for _ in range(2))
     earlier_activated, release = threading.Event(), threading.Event()
     errors = []
 

@@ -24,7 +24,7 @@ from recognition.models import Correction, Sample
 from training import nn, registry
 from training.models import ModelVersion
 
-from .conftest import ONE, SEVEN, draw_png
+from .conftest import ONE, SEVEN, copy_of, draw_png
 
 pytestmark = pytest.mark.django_db
 
@@ -84,13 +84,7 @@ def test_sample_detail_needs_staff_or_permission(default_model, staff, member):
 
 
 def test_activation_is_staff_only_whatever_the_permissions(default_model, staff, member):
-    second = registry.version_create(
-        weights=registry.read_verified_weights(default_model),
-        architecture=default_model.architecture,
-        metrics={},
-        training_info={"kind": "copy"},
-        parent=default_model,
-    )
+    second = copy_of(default_model)
     url = f"/api/model-versions/{second.pk}/activate/"
     member.user_permissions.add(*Permission.objects.filter(codename__endswith="_modelversion"))
     assert token_client(member).post(url).status_code == 403
@@ -124,13 +118,7 @@ def test_session_users_need_the_pages_csrf_token_to_correct(default_model, staff
 
 def test_staff_sessions_need_the_csrf_token_to_activate(default_model, staff):
     browser, token = signed_in_page(staff)
-    second = registry.version_create(
-        weights=registry.read_verified_weights(default_model),
-        architecture=default_model.architecture,
-        metrics={},
-        training_info={"kind": "copy"},
-        parent=default_model,
-    )
+    second = copy_of(default_model)
     activate = f"/api/model-versions/{second.pk}/activate/"
     assert browser.post(activate).status_code == 403
     assert ModelVersion.objects.get(status="active") == default_model
