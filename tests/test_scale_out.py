@@ -76,7 +76,17 @@ def predict(url: str, png: bytes, tag: str = "") -> dict:
 
 
 def versions_served(url: str, web_log, round_name: str) -> dict[int, set[int]]:
-    """Send concurrent predictions (so that every web worker takes some): {pid: versions}."""
+    """Send concurrent predictions until both web workers have answered some: {pid: versions}."""
+    served: dict[int, set[int]] = {}
+    for attempt in range(5):  # the kernel may hand one burst to a single worker
+        for pid, versions in _one_burst(url, web_log, f"{round_name}{attempt}").items():
+            served.setdefault(pid, set()).update(versions)
+        if len(served) >= 2:
+            break
+    return served
+
+
+def _one_burst(url: str, web_log, round_name: str) -> dict[int, set[int]]:
     png = draw_png(ONE)
     tags = [f"{round_name}-{i}" for i in range(4 * CLIENTS)]
     with ThreadPoolExecutor(CLIENTS) as pool:
