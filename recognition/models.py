@@ -4,6 +4,7 @@ import uuid
 
 import numpy as np
 from django.conf import settings
+from django.core.files.storage import storages
 from django.db import models
 from django.utils import timezone
 
@@ -15,6 +16,10 @@ LABEL_CHOICES = [(label, label) for label in CLASSES]
 def sample_image_path(instance, filename):
     """Store drawings under a dated folder with a random name: no user input in the path."""
     return timezone.now().strftime(f"samples/%Y/%m/%d/{uuid.uuid4().hex}.png")
+
+
+def drawing_storage():
+    return storages["drawings"]
 
 
 class Sample(models.Model):
@@ -30,7 +35,7 @@ class Sample(models.Model):
         RELABELED = "relabeled", "Relabeled"
         EXCLUDED = "excluded", "Excluded from training"
 
-    image = models.FileField(upload_to=sample_image_path, max_length=255)
+    image = models.FileField(upload_to=sample_image_path, max_length=255, storage=drawing_storage)
     width = models.PositiveIntegerField()
     height = models.PositiveIntegerField()
     glyph = models.BinaryField(help_text="The 28x28 uint8 image the model saw, row-major.")

@@ -1,11 +1,17 @@
 """The CNN and its plumbing, with no Django."""
 
+from pathlib import Path
+
 import numpy as np
 import torch
 
 from training import nn
 from training.augment import augment_batch
 from training.classes import NUM_CLASSES
+
+DEFAULT_WEIGHTS = (
+    Path(__file__).resolve().parent.parent / "training" / "default_model" / "weights.pt"
+)
 
 
 def random_glyphs(count: int, seed: int = 0) -> np.ndarray:
@@ -68,3 +74,12 @@ def test_augmentation_is_seeded_and_keeps_ink():
     assert first.shape == x.shape and first.min() >= 0 and first.max() <= 1
     assert (first.flatten(1).sum(1) > 0.3 * x.flatten(1).sum(1)).all()
     assert not torch.equal(first[0], first[1])  # each glyph gets its own distortion
+
+
+def test_the_serving_copy_folds_batchnorm_and_predicts_the_same():
+    model = nn.deserialize_state(DEFAULT_WEIGHTS.read_bytes())
+    served = nn.for_inference(model)
+    assert not any(isinstance(layer, torch.nn.BatchNorm2d) for layer in served.modules())
+    glyphs = random_glyphs(16)
+    assert np.allclose(nn.predict_proba(model, glyphs), nn.predict_proba(served, glyphs), atol=1e-5)
+    assert model.features[1].running_mean.abs().sum() > 0  # the original is left as it was

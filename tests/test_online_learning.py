@@ -67,6 +67,8 @@ def test_a_correction_becomes_the_active_version(client, default_model, start_wo
     assert first["sample"] in new_version.trained_sample_ids
     assert new_version.metrics["corrections_after"] == 1.0
     assert new_version.metrics["forgetting"] <= settings.FINE_TUNE["MAX_FORGETTING"]
+    since_root = new_version.metrics["forgetting_since_root"]
+    assert since_root <= settings.FINE_TUNE["MAX_TOTAL_FORGETTING"]
     assert Correction.objects.get().training_state == "trained"
     assert list(run.corrections.values_list("pk", flat=True)) == [correction["id"]]
     # The web process now serves the new version, and it learned the correction.

@@ -44,6 +44,17 @@ class GateDecision:
     candidate_fixed: dict
 
 
+@dataclass(frozen=True)
+class RootBound:
+    """The pretrained root's accuracy on the first ``count`` fixed glyphs (its own held-out
+    pretraining slice, the same for every version of the chain), and the largest drop
+    below it that any candidate may show: forgetting adds up over many small runs."""
+
+    accuracy: float
+    count: int
+    max_drop: float
+
+
 def fine_tune(
     model: torch.nn.Module,
     *,
@@ -103,15 +114,18 @@ def gate(
     new_labels: np.ndarray,
     max_forgetting: float,
     parent_fixed: dict | None = None,
+    root: RootBound | None = None,
 ) -> GateDecision:
     """Publish only if the candidate forgets at most ``max_forgetting`` and learned the corrections.
 
     Learned means: every correction is now predicted right, or more of them than before.
     ``parent_fixed`` is the parent's ``nn.evaluate`` on the same fixed set, when known.
+    With ``root``, the candidate must also stay within its drop of the pretrained root.
     """
     if parent_fixed is None:
         parent_fixed = nn.evaluate(parent, fixed_glyphs, fixed_labels)
-    candidate_fixed = nn.evaluate(candidate, fixed_glyphs, fixed_labels)
+    predicted = nn.predict_proba(candidate, fixed_glyphs).argmax(axis=1)
+    candidate_fixed = nn.score(predicted, fixed_labels)
     parent_new = nn.evaluate(parent, new_glyphs, new_labels)["overall"]
     candidate_new = nn.evaluate(candidate, new_glyphs, new_labels)["overall"]
     forgetting = parent_fixed["overall"] - candidate_fixed["overall"]
@@ -129,6 +143,16 @@ def gate(
             f"{max_forgetting * 100:.2f}"
         )
         return GateDecision(False, reason, metrics, candidate_fixed)
+    if root is not None:
+        on_root_slice = predicted[: root.count] == fixed_labels[: root.count]
+        drop = root.accuracy - float(on_root_slice.mean())
+        metrics["forgetting_since_root"] = drop
+        if drop > root.max_drop:
+            reason = (
+                f"forgetting since the pretrained version, {drop * 100:.2f} points, "
+                f"would exceed {root.max_drop * 100:.2f}"
+            )
+            return GateDecision(False, reason, metrics, candidate_fixed)
     if not learned:
         reason = f"corrections predicted right {candidate_new:.0%} after vs {parent_new:.0%} before"
         return GateDecision(False, reason, metrics, candidate_fixed)

@@ -40,8 +40,10 @@ def _to_gray(image: Image.Image) -> np.ndarray:
         image = image.convert("RGBA" if "transparency" in image.info else "RGB")
     if image.mode in ("RGBA", "LA", "PA", "RGBa", "La"):
         image = image.convert("RGBA")
-        paper = Image.new("RGBA", image.size, (255, 255, 255, 255))
-        image = Image.alpha_composite(paper, image)
+        # Compositing on white commutes with the (linear) luminance conversion.
+        opacity = np.asarray(image.getchannel("A"), dtype=np.float32) / 255.0
+        gray = np.asarray(image.convert("L"), dtype=np.float32)
+        return gray * opacity + 255.0 * (1.0 - opacity)
     return np.asarray(image.convert("L"), dtype=np.float32)
 
 

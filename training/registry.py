@@ -180,7 +180,9 @@ class ActiveModelCache:
             logger.error("Refusing model %s, still serving %s", error, self._current)
             return
         torch.set_num_threads(settings.TORCH_THREADS)
-        self._current = LoadedModel(version_id=active.pk, number=active.number, model=model)
+        self._current = LoadedModel(
+            version_id=active.pk, number=active.number, model=nn.for_inference(model)
+        )
         logger.info("Serving model v%s", active.number)
 
     def clear(self):

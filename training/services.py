@@ -26,7 +26,7 @@ from django.utils import timezone
 from recognition.models import Correction
 
 from . import nn, registry, replay
-from .finetune import FineTuneConfig, fine_tune, gate
+from .finetune import FineTuneConfig, RootBound, fine_tune, gate
 from .models import ModelVersion, TrainingRun
 
 logger = logging.getLogger(__name__)
@@ -142,6 +142,25 @@ def _remember_fixed_score(key: tuple[str, str], score: dict):
         del _fixed_scores[next(iter(_fixed_scores))]
 
 
+# The pretrained root's accuracy on its own evaluation glyphs, by root weights: once per process.
+_root_scores: dict[str, float] = {}
+
+
+def _root_accuracy(version: ModelVersion, anchors: dict) -> float:
+    """Accuracy of the chain's first version (which made these anchors) on their eval glyphs."""
+    root = (
+        ModelVersion.objects.filter(anchors=version.anchors.name).order_by("number").first()
+        or version
+    )
+    if root.sha256 not in _root_scores:
+        model = registry.version_load_model(root)
+        _root_scores.clear()
+        _root_scores[root.sha256] = nn.evaluate(
+            model, anchors["eval_glyphs"], anchors["eval_labels"]
+        )["overall"]
+    return _root_scores[root.sha256]
+
+
 def _fine_tune_and_publish(run: TrainingRun):
     config = settings.FINE_TUNE
     corrections = list(run.corrections.all())
@@ -204,6 +223,11 @@ def _fine_tune_and_publish(run: TrainingRun):
         on_progress=heartbeat,
     )
     fixed_digest = _fixed_set_digest(fixed)
+    root = RootBound(
+        accuracy=_root_accuracy(parent_version, anchors),
+        count=len(anchors["eval_labels"]),
+        max_drop=config["MAX_TOTAL_FORGETTING"],
+    )
     decision = gate(
         parent=parent,
         candidate=candidate,
@@ -213,6 +237,7 @@ def _fine_tune_and_publish(run: TrainingRun):
         new_labels=new.labels,
         max_forgetting=config["MAX_FORGETTING"],
         parent_fixed=_fixed_scores.get((parent_version.sha256, fixed_digest)),
+        root=root,
     )
     weights = nn.serialize_state(candidate)
     candidate_key = (registry.weights_sha256(weights), fixed_digest)

@@ -43,6 +43,12 @@ class Command(BaseCommand):
         parser.add_argument("--batch-size", type=int, default=128)
         parser.add_argument("--lr", type=float, default=3e-3)
         parser.add_argument("--seed", type=int, default=0)
+        parser.add_argument(
+            "--balance",
+            type=float,
+            default=pretraining.DEFAULT_BALANCE,
+            help="Share of class-balanced sampling; the rest follows natural frequency.",
+        )
         parser.add_argument("--threads", type=int, default=2)
         parser.add_argument(
             "--limit",
@@ -75,6 +81,7 @@ class Command(BaseCommand):
             batch_size=options["batch_size"],
             lr=options["lr"],
             seed=options["seed"],
+            balance=options["balance"],
             threads=options["threads"],
             progress=options["verbosity"] > 0,
         )
@@ -95,6 +102,7 @@ class Command(BaseCommand):
             "batch_size": options["batch_size"],
             "lr": options["lr"],
             "seed": options["seed"],
+            "balance": options["balance"],
             "threads": options["threads"],
             "duration_seconds": duration,
             "torch": torch.__version__,
