@@ -1,6 +1,7 @@
 """Per-image latency of preprocessing + forward pass, single and batched, on 1 and 2 threads.
 
-Uses the committed default model and canvas-like PNGs (560x560, as a 280 CSS px
+Uses the committed default model, as the web serves it (``nn.for_inference``:
+BatchNorm folded into the convolutions), and canvas-like PNGs (560x560, as a 280 CSS px
 canvas on a 2x screen sends them). No Django: this is the ML core alone.
 
     .venv/bin/python bench/inference.py
@@ -37,7 +38,8 @@ def timed(function, repeats: int) -> list[float]:
 
 
 def main():
-    model = nn.deserialize_state(MODEL.read_bytes(), nn.ARCHITECTURE)
+    trained = nn.deserialize_state(MODEL.read_bytes(), nn.ARCHITECTURE)
+    model = nn.for_inference(trained)
     shapes = [ONE, SEVEN, ZERO]
     pngs = [draw_png([[(2 * x, 2 * y) for x, y in s] for s in shape], size=560, width=36)
             for shape in shapes]  # fmt: skip
@@ -50,13 +52,14 @@ def main():
     def preprocess(index: int) -> np.ndarray:
         return preprocess_image(images[index])
 
-    print(f"model {nn.ARCHITECTURE}, {sum(p.numel() for p in model.parameters()):,} parameters")
+    print(f"model {nn.ARCHITECTURE}, {sum(p.numel() for p in trained.parameters()):,} parameters")
     print(f"{'threads':>7} {'step':<34} {'median ms':>9} {'p95 ms':>7} {'per image ms':>12}")
     for threads in (1, 2):
         torch.set_num_threads(threads)
         rows = [
             ("decode PNG + preprocess", lambda: preprocess_image(Image.open(io.BytesIO(pngs[1])))),
             ("forward, single image", lambda: nn.predict_proba(model, glyphs[:1])),
+            ("forward, single, BatchNorm unfolded", lambda: nn.predict_proba(trained, glyphs[:1])),
             ("preprocess + forward, single", lambda: nn.predict_proba(model, preprocess(1))),
             (f"forward, batch of {BATCH}", lambda: nn.predict_proba(model, batch)),
         ]

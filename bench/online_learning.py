@@ -23,6 +23,7 @@ import sys
 import time
 import uuid
 from collections import defaultdict
+from datetime import datetime
 from pathlib import Path
 
 import numpy as np
@@ -81,7 +82,7 @@ def measure_latency(deployment: Deployment, pool) -> dict:
     deployment.start_redis()
     deployment.start_worker()
     url = deployment.start_web(workers=2)
-    published, served, outcomes = [], [], defaultdict(int)
+    published, served, outcomes, phases = [], [], defaultdict(int), defaultdict(list)
     from training.classes import CLASSES
 
     used = []
@@ -99,20 +100,34 @@ def measure_latency(deployment: Deployment, pool) -> dict:
             json.dumps({"label": CLASSES[label]}), {"Content-Type": "application/json"},
         )  # fmt: skip
         run_id = correction["training_run"]["id"]
+        # Polled every 50 ms: often enough to time it, rarely enough not to slow the worker.
         while (run := http_json(url, "GET", f"/api/training-runs/{run_id}/"))["status"] in (
             "queued",
             "running",
         ):
-            time.sleep(0.02)
+            time.sleep(0.05)
         outcomes[run["status"]] += 1
         if run["status"] != "succeeded":
             continue
         published.append(time.monotonic() - started)
+        phases["waiting for the worker"].append(seconds_between(run, "created_at", "started_at"))
+        phases["the run"].append(seconds_between(run, "started_at", "finished_at"))
+        phases["of which training + gate"].append(run["metrics"]["seconds"])
         while predict_http(url, path.read_bytes())["model_version"] != run["result_version"]:
             time.sleep(0.02)
         served.append(time.monotonic() - started)
     deployment.close_processes()
-    return {"published": published, "served": served, "outcomes": dict(outcomes), "used": used}
+    return {
+        "published": published,
+        "served": served,
+        "outcomes": dict(outcomes),
+        "phases": dict(phases),
+        "used": used,
+    }
+
+
+def seconds_between(run: dict, start: str, end: str) -> float:
+    return (datetime.fromisoformat(run[end]) - datetime.fromisoformat(run[start])).total_seconds()
 
 
 def correct_in_process(rows) -> None:
@@ -229,6 +244,8 @@ def main():
     print(f"\n(a) correction -> active, {LATENCY_CORRECTIONS} corrections: {latency['outcomes']}")
     print(f"    published (run succeeded): {quantiles(latency['published'])}")
     print(f"    served by the web process: {quantiles(latency['served'])}")
+    for phase, values in latency["phases"].items():
+        print(f"    {phase + ':':<27} {quantiles(values)}")
     print(f"\n(b) adaptation on {STYLE} (held-out), {ADAPT_CLASSES} worst classes")
     print(f"    {'k per class':>11} {'accuracy':>9} {'test images':>11}")
     for k, accuracy, count in adaptation:

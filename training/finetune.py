@@ -124,7 +124,7 @@ def gate(
     """
     if parent_fixed is None:
         parent_fixed = nn.evaluate(parent, fixed_glyphs, fixed_labels)
-    predicted = nn.predict_proba(candidate, fixed_glyphs).argmax(axis=1)
+    predicted = nn.predict_proba(nn.for_inference(candidate), fixed_glyphs).argmax(axis=1)
     candidate_fixed = nn.score(predicted, fixed_labels)
     parent_new = nn.evaluate(parent, new_glyphs, new_labels)["overall"]
     candidate_new = nn.evaluate(candidate, new_glyphs, new_labels)["overall"]
