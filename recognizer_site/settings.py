@@ -240,6 +240,8 @@ FINE_TUNE = {
     "OPTIMIZER": env("FINE_TUNE_OPTIMIZER", default="adam"),  # adam or sgd
     # What a fine-tune may change: "all" of the network, or only its classifier "head".
     "TRAINABLE": env("FINE_TUNE_TRAINABLE", default="all"),
+    # Distillation from the parent on replayed samples (0 turns it off).
+    "DISTILL": env.float("FINE_TUNE_DISTILL", default=3.0),
     # Share of every batch drawn from the new corrections; the rest is replay.
     "NEW_FRACTION": env.float("FINE_TUNE_NEW_FRACTION", default=0.25),
     # Replay of earlier labelled user samples, at most this many per class.

@@ -33,6 +33,10 @@ class FineTuneConfig:
     optimizer: str = "adam"
     # "head" trains only the classifier layers; "all" the whole network.
     trainable: str = "all"
+    # Weight of distillation on the replayed part of each batch: the candidate is
+    # also taught to keep the parent's full output distribution there, not just
+    # the label, which holds on to what the parent knew (learning without forgetting).
+    distill: float = 3.0
 
 
 @dataclass(frozen=True)
@@ -92,7 +96,17 @@ def fine_tune(
         x = torch.cat([new_x[new_pick], replay_x[replay_pick]])
         y = torch.cat([new_y[new_pick], replay_y[replay_pick]])
         x = augment_batch(x, generator)
-        loss = F.cross_entropy(candidate(x), y)
+        logits = candidate(x)
+        loss = F.cross_entropy(logits, y)
+        if config.distill and replay_per_batch:
+            with torch.no_grad():
+                parent_probabilities = F.softmax(model(x[new_per_batch:]), dim=1)
+            kept = F.kl_div(
+                F.log_softmax(logits[new_per_batch:], dim=1),
+                parent_probabilities,
+                reduction="batchmean",
+            )
+            loss = loss + config.distill * kept
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()

@@ -216,6 +216,7 @@ def _fine_tune_and_publish(run: TrainingRun):
             learning_rate=config["LEARNING_RATE"],
             optimizer=config["OPTIMIZER"],
             trainable=config["TRAINABLE"],
+            distill=config["DISTILL"],
             new_fraction=config["NEW_FRACTION"],
             max_seconds=config["MAX_SECONDS"],
             seed=config["SEED"] + run.pk,
