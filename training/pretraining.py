@@ -13,7 +13,7 @@ from .classes import CLASSES, DIGITS, NUM_CLASSES
 from .datasets import GlyphData, class_balanced_weights
 
 ANCHORS_PER_CLASS = 50
-DEFAULT_BALANCE = 0.5
+DEFAULT_BALANCE = 0.25
 
 
 def sampling_weights(labels: np.ndarray, *, balance: float) -> np.ndarray:
