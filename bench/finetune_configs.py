@@ -31,10 +31,9 @@ from training.finetune import FineTuneConfig, RootBound, fine_tune, gate  # noqa
 
 DEFAULT_MODEL = ROOT / "training" / "default_model"
 SETTINGS = [
-    {"optimizer": "adam", "learning_rate": 3e-4, "steps": 30, "distill": 0.0},
-    {"optimizer": "adam", "learning_rate": 3e-4, "steps": 30, "distill": 1.0},
     {"optimizer": "adam", "learning_rate": 3e-4, "steps": 30, "distill": 3.0},
-    {"optimizer": "adam", "learning_rate": 1e-4, "steps": 30, "distill": 0.0},
+    {"optimizer": "adam", "learning_rate": 3e-4, "steps": 20, "distill": 3.0},
+    {"optimizer": "adam", "learning_rate": 5e-4, "steps": 20, "distill": 3.0},
 ]
 MAX_FORGETTING = 0.01
 MAX_TOTAL_FORGETTING = 0.005

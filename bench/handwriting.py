@@ -20,9 +20,8 @@ def heldout_handwriting(eval_glyphs: np.ndarray) -> list[tuple[Path, int, np.nda
     in_eval = {glyph.tobytes() for glyph in eval_glyphs}
     rows = []
     for path, label in datasets.image_folder_files(HANDWRITING):
-        if not datasets.is_heldout(str(path.relative_to(HANDWRITING))):
-            continue
-        if path.name.startswith("upper_") and path.parent.name in datasets.DIGIT_LOOKALIKES:
+        name = str(path.relative_to(HANDWRITING))
+        if not datasets.is_heldout(name) or datasets.is_digit_lookalike(name):
             continue
         with Image.open(path) as image:
             try:

@@ -49,12 +49,14 @@ def misread_handwriting(count: int) -> tuple[tuple[bytes, str], ...]:
 
     These are the corrections a real user would make, so a good fine-tune learns
     them without forgetting; files come from ../shared/data, never from the repo.
+    Uppercase I/O/S/Z are left out: they are the digits' shapes, and the product
+    reads them as digits on purpose (``datasets.DIGIT_LOOKALIKES``).
     """
     model = nn.deserialize_state((settings.DEFAULT_MODEL_DIR / "weights.pt").read_bytes())
     found = []
     for path, label in datasets.image_folder_files(HANDWRITING):
         name = str(path.relative_to(HANDWRITING))
-        if not datasets.is_heldout(name):
+        if not datasets.is_heldout(name) or datasets.is_digit_lookalike(name):
             continue
         with Image.open(path) as image:
             glyph = preprocess_image(image)

@@ -190,13 +190,15 @@ def load_image_folder(root, *, cache_dir=None) -> GlyphData:
 DIGIT_LOOKALIKES = {"i", "o", "s", "z"}
 
 
+def is_digit_lookalike(name: str) -> bool:
+    """Whether the image at this path is an uppercase letter written like a digit."""
+    path = Path(name)
+    return path.name.startswith("upper_") and path.parent.name in DIGIT_LOOKALIKES
+
+
 def drop_uppercase_digit_lookalikes(data: GlyphData) -> GlyphData:
     """Remove uppercase images of letters that look like digits (see DIGIT_LOOKALIKES)."""
-    paths = [Path(name) for name in data.names]
-    keep = np.array(
-        [not (p.name.startswith("upper_") and p.parent.name in DIGIT_LOOKALIKES) for p in paths],
-        dtype=bool,
-    )
+    keep = np.array([not is_digit_lookalike(name) for name in data.names], dtype=bool)
     return data.subset(keep)
 
 

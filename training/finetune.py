@@ -89,6 +89,8 @@ def fine_tune(
         optimizer = torch.optim.SGD(parameters, lr=config.learning_rate, momentum=0.9)
     else:
         raise ValueError(f"unknown optimizer {config.optimizer!r}")
+    # The parent only answers, so it answers as the web serves it: BatchNorm folded.
+    teacher = nn.for_inference(model) if config.distill and replay_per_batch else None
     started = time.monotonic()
     for step in range(config.steps):
         new_pick = torch.randint(len(new_x), (new_per_batch,), generator=generator)
@@ -98,9 +100,9 @@ def fine_tune(
         x = augment_batch(x, generator)
         logits = candidate(x)
         loss = F.cross_entropy(logits, y)
-        if config.distill and replay_per_batch:
+        if teacher is not None:
             with torch.no_grad():
-                parent_probabilities = F.softmax(model(x[new_per_batch:]), dim=1)
+                parent_probabilities = F.softmax(teacher(x[new_per_batch:]), dim=1)
             kept = F.kl_div(
                 F.log_softmax(logits[new_per_batch:], dim=1),
                 parent_probabilities,

@@ -81,8 +81,12 @@ def glyphs_to_tensor(glyphs: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(array.astype(np.float32) / 255.0).unsqueeze(1)
 
 
-def predict_proba(model: nn.Module, glyphs: np.ndarray, batch_size: int = 512) -> np.ndarray:
-    """Class probabilities (N, 36) for uint8 glyphs."""
+def predict_proba(model: nn.Module, glyphs: np.ndarray, batch_size: int = 64) -> np.ndarray:
+    """Class probabilities (N, 36) for uint8 glyphs.
+
+    Batches of 64 keep the activations in cache: scoring the gate's fixed set
+    took 0.85 s at 64 against 1.2 s at 512 on this machine.
+    """
     if model.training:
         model.eval()
     outputs = []

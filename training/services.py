@@ -204,42 +204,51 @@ def _fine_tune_and_publish(run: TrainingRun):
                 progress=round(progress, 3), heartbeat_at=timezone.now()
             )
 
-    candidate = fine_tune(
-        parent,
-        new_glyphs=new.glyphs,
-        new_labels=new.labels,
-        replay_glyphs=replay_pool.glyphs,
-        replay_labels=replay_pool.labels,
-        config=FineTuneConfig(
-            steps=config["STEPS"],
-            batch_size=config["BATCH_SIZE"],
-            learning_rate=config["LEARNING_RATE"],
-            optimizer=config["OPTIMIZER"],
-            trainable=config["TRAINABLE"],
-            distill=config["DISTILL"],
-            new_fraction=config["NEW_FRACTION"],
-            max_seconds=config["MAX_SECONDS"],
-            seed=config["SEED"] + run.pk,
-        ),
-        on_progress=heartbeat,
-    )
     fixed_digest = _fixed_set_digest(fixed)
+    parent_key = (parent_version.sha256, fixed_digest)
+    if parent_key not in _fixed_scores:
+        parent_fixed = nn.evaluate(nn.for_inference(parent), fixed.glyphs, fixed.labels)
+        _remember_fixed_score(parent_key, parent_fixed)
     root = RootBound(
         accuracy=_root_accuracy(parent_version, anchors),
         count=len(anchors["eval_labels"]),
         max_drop=config["MAX_TOTAL_FORGETTING"],
     )
-    decision = gate(
-        parent=parent,
-        candidate=candidate,
-        fixed_glyphs=fixed.glyphs,
-        fixed_labels=fixed.labels,
-        new_glyphs=new.glyphs,
-        new_labels=new.labels,
-        max_forgetting=config["MAX_FORGETTING"],
-        parent_fixed=_fixed_scores.get((parent_version.sha256, fixed_digest)),
-        root=root,
-    )
+    # A few dozen steps from one seed may land anywhere within a couple of points of
+    # forgetting; a rejected candidate gets another try from a different seed.
+    for attempt in range(max(1, config["ATTEMPTS"])):
+        candidate = fine_tune(
+            parent,
+            new_glyphs=new.glyphs,
+            new_labels=new.labels,
+            replay_glyphs=replay_pool.glyphs,
+            replay_labels=replay_pool.labels,
+            config=FineTuneConfig(
+                steps=config["STEPS"],
+                batch_size=config["BATCH_SIZE"],
+                learning_rate=config["LEARNING_RATE"],
+                optimizer=config["OPTIMIZER"],
+                trainable=config["TRAINABLE"],
+                distill=config["DISTILL"],
+                new_fraction=config["NEW_FRACTION"],
+                max_seconds=config["MAX_SECONDS"],
+                seed=config["SEED"] + run.pk + 1000 * attempt,
+            ),
+            on_progress=heartbeat,
+        )
+        decision = gate(
+            parent=parent,
+            candidate=candidate,
+            fixed_glyphs=fixed.glyphs,
+            fixed_labels=fixed.labels,
+            new_glyphs=new.glyphs,
+            new_labels=new.labels,
+            max_forgetting=config["MAX_FORGETTING"],
+            parent_fixed=_fixed_scores[parent_key],
+            root=root,
+        )
+        if decision.passed:
+            break
     weights = nn.serialize_state(candidate)
     candidate_key = (registry.weights_sha256(weights), fixed_digest)
     _remember_fixed_score(candidate_key, decision.candidate_fixed)
@@ -254,6 +263,7 @@ def _fine_tune_and_publish(run: TrainingRun):
             "user_replay": len(user_replay),
             "anchors": len(anchor_set),
         },
+        "candidates_tried": attempt + 1,
         "seconds": round(time.monotonic() - started, 3),
     }
     training_info = {
