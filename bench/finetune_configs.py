@@ -3,12 +3,12 @@
 Replays what the worker does for a stream of single corrections: each one is a
 held-out handwriting image that the committed default model misreads (uppercase
 I/O/S/Z left out, the product reads lowercase), fine-tuned from the current
-version with the anchors and earlier corrections as replay, judged by the same
-gate (1 point against the parent, 0.5 point in total), and published only if it
-passes. Prints, per setting: corrections that
-passed the gate, the median run time, accuracy on the fixed evaluation set, on
-the other held-out handwriting, and how many of the taught images the final
-model reads right.
+version with the anchors and earlier corrections as replay, judged by the
+worker's gate (1 point against the parent; in total 0.5 point, stricter than the
+worker's 1), one candidate each, and published only if it passes. Prints, per
+setting: corrections that passed the gate, the median run time, accuracy on the
+fixed evaluation set, on the other held-out handwriting, and how many of the
+taught images the final model reads right.
 
     .venv/bin/python bench/finetune_configs.py [--corrections 10] [--threads 1]
 """
