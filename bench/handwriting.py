@@ -19,10 +19,7 @@ def heldout_handwriting(eval_glyphs: np.ndarray) -> list[tuple[Path, int, np.nda
     """
     in_eval = {glyph.tobytes() for glyph in eval_glyphs}
     rows = []
-    for path, label in datasets.image_folder_files(HANDWRITING):
-        name = str(path.relative_to(HANDWRITING))
-        if not datasets.is_heldout(name) or datasets.is_digit_lookalike(name):
-            continue
+    for path, label in datasets.heldout_files(HANDWRITING):
         with Image.open(path) as image:
             try:
                 glyph = preprocess_image(image)

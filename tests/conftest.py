@@ -54,10 +54,7 @@ def misread_handwriting(count: int) -> tuple[tuple[bytes, str], ...]:
     """
     model = nn.deserialize_state((settings.DEFAULT_MODEL_DIR / "weights.pt").read_bytes())
     found = []
-    for path, label in datasets.image_folder_files(HANDWRITING):
-        name = str(path.relative_to(HANDWRITING))
-        if not datasets.is_heldout(name) or datasets.is_digit_lookalike(name):
-            continue
+    for path, label in datasets.heldout_files(HANDWRITING):
         with Image.open(path) as image:
             glyph = preprocess_image(image)
         if nn.predict_proba(model, glyph).argmax() != label:

@@ -196,6 +196,17 @@ def is_digit_lookalike(name: str) -> bool:
     return path.name.startswith("upper_") and path.parent.name in DIGIT_LOOKALIKES
 
 
+def heldout_files(root) -> list[tuple[Path, int]]:
+    """The held-out images of an image folder that the product reads as labelled:
+    every held-out file but uppercase digit look-alikes."""
+    root = Path(root)
+    return [
+        (path, label)
+        for path, label in image_folder_files(root)
+        if is_heldout(name := str(path.relative_to(root))) and not is_digit_lookalike(name)
+    ]
+
+
 def drop_uppercase_digit_lookalikes(data: GlyphData) -> GlyphData:
     """Remove uppercase images of letters that look like digits (see DIGIT_LOOKALIKES)."""
     keep = np.array([not is_digit_lookalike(name) for name in data.names], dtype=bool)

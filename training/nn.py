@@ -156,6 +156,8 @@ def trainable_parameters(model: nn.Module, scope: str) -> list[nn.Parameter]:
 def evaluate(model: nn.Module, glyphs: np.ndarray, labels: np.ndarray) -> dict:
     """Accuracy overall, on digits, on letters and per class, with the confusion matrix."""
     labels = np.asarray(labels, dtype=np.int64)
+    if isinstance(model, GlyphNet):
+        model = for_inference(model)
     predicted = predict_proba(model, glyphs).argmax(axis=1) if len(labels) else labels
     return score(predicted, labels)
 

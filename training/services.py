@@ -207,8 +207,7 @@ def _fine_tune_and_publish(run: TrainingRun):
     fixed_digest = _fixed_set_digest(fixed)
     parent_key = (parent_version.sha256, fixed_digest)
     if parent_key not in _fixed_scores:
-        parent_fixed = nn.evaluate(nn.for_inference(parent), fixed.glyphs, fixed.labels)
-        _remember_fixed_score(parent_key, parent_fixed)
+        _remember_fixed_score(parent_key, nn.evaluate(parent, fixed.glyphs, fixed.labels))
     root = RootBound(
         accuracy=_root_accuracy(parent_version, anchors),
         count=len(anchors["eval_labels"]),
