@@ -83,3 +83,4 @@ def test_the_serving_copy_folds_batchnorm_and_predicts_the_same():
     glyphs = random_glyphs(16)
     assert np.allclose(nn.predict_proba(model, glyphs), nn.predict_proba(served, glyphs), atol=1e-5)
     assert model.features[1].running_mean.abs().sum() > 0  # the original is left as it was
+    assert not set(map(id, served.parameters())) & set(map(id, model.parameters()))  # shares none
