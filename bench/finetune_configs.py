@@ -27,13 +27,22 @@ sys.path.insert(0, str(ROOT))
 
 from bench.handwriting import heldout_handwriting  # noqa: E402
 from training import nn  # noqa: E402
-from training.finetune import FineTuneConfig, RootBound, fine_tune, gate  # noqa: E402
+from training.finetune import FineTuneConfig, FrozenTrunk, RootBound, fine_tune, gate  # noqa: E402
 
 DEFAULT_MODEL = ROOT / "training" / "default_model"
 SETTINGS = [
-    {"optimizer": "adam", "learning_rate": 3e-4, "steps": 30, "distill": 3.0},
-    {"optimizer": "adam", "learning_rate": 3e-4, "steps": 20, "distill": 3.0},
-    {"optimizer": "adam", "learning_rate": 5e-4, "steps": 20, "distill": 3.0},
+    {"trainable": "all", "learning_rate": 3e-4, "steps": 30},
+    {"trainable": "head", "learning_rate": 3e-4, "steps": 30},
+    {
+        "trainable": "head",
+        "learning_rate": 3e-4,
+        "steps": 30,
+        "batch_size": 64,
+        "new_fraction": 0.125,
+    },
+    {"trainable": "head", "learning_rate": 3e-4, "steps": 30, "distill": 10.0},
+    {"trainable": "head", "learning_rate": 3e-4, "steps": 60},
+    {"trainable": "head", "learning_rate": 1e-4, "steps": 60},
 ]
 MAX_FORGETTING = 0.01
 MAX_TOTAL_FORGETTING = 0.005
@@ -51,9 +60,12 @@ def stream(base, config: dict, taught: np.ndarray, pool, anchors) -> dict:
         count=len(anchors["eval_labels"]),
         max_drop=MAX_TOTAL_FORGETTING,
     )
+    trunk = FrozenTrunk(base)
     for position, index in enumerate(taught):
         earlier = taught[:position]
         started = time.perf_counter()
+        if not trunk.shares(model):
+            trunk = FrozenTrunk(model)
         candidate = fine_tune(
             model,
             new_glyphs=glyphs[[index]],
@@ -61,6 +73,7 @@ def stream(base, config: dict, taught: np.ndarray, pool, anchors) -> dict:
             replay_glyphs=np.concatenate([anchors["anchor_glyphs"], glyphs[earlier]]),
             replay_labels=np.concatenate([anchors["anchor_labels"], labels[earlier]]),
             config=FineTuneConfig(seed=position, **config),
+            trunk=trunk,
         )
         decision = gate(
             parent=model,
@@ -72,6 +85,7 @@ def stream(base, config: dict, taught: np.ndarray, pool, anchors) -> dict:
             max_forgetting=MAX_FORGETTING,
             parent_fixed=model_fixed,
             root=root,
+            trunk=trunk,
         )
         seconds.append(time.perf_counter() - started)
         if decision.passed:

@@ -17,6 +17,7 @@ fixed evaluation set.
 
 import http.client
 import json
+import logging
 import os
 import statistics
 import sys
@@ -137,6 +138,8 @@ def correct_in_process(rows) -> None:
     from training.models import TrainingRun
     from training.services import training_run_execute
 
+    # No broker in this process: the bench runs each fine-tune itself, so say nothing of queueing.
+    logging.getLogger("training.services").setLevel(logging.ERROR)
     for path, label, *_ in rows:
         outcome = predict_drawing(image_data=path.read_bytes(), source="api")
         correct_sample(sample=outcome.sample, label=CLASSES[label], source="api")

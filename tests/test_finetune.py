@@ -1,12 +1,13 @@
-"""The fine-tune gate on the committed model and its own evaluation glyphs (no Django)."""
+"""Fine-tuning and its gate on the committed model and its own evaluation glyphs (no Django)."""
 
 import numpy as np
 import pytest
+import torch
 
 from training import nn
-from training.finetune import RootBound, gate
+from training.finetune import FineTuneConfig, FrozenTrunk, RootBound, fine_tune, gate
 
-from .test_nn import DEFAULT_WEIGHTS
+from .test_nn import DEFAULT_WEIGHTS, random_glyphs
 
 
 @pytest.fixture(scope="module")
@@ -46,3 +47,59 @@ def test_small_drops_that_add_up_past_the_budget_are_refused(committed):
     decision = decide(committed, root_accuracy=accuracy + 0.006)
     assert not decision.passed
     assert decision.reason.startswith("forgetting since the pretrained version, 0.60 points")
+
+
+def head_tuned(committed, trunk: FrozenTrunk | None = None, steps: int = 30):
+    """The committed model taught to read its own first misread evaluation glyph right."""
+    model, glyphs, labels, _ = committed
+    misread = np.flatnonzero(nn.predict_proba(model, glyphs).argmax(axis=1) != labels)[:1]
+    candidate = fine_tune(
+        model,
+        new_glyphs=glyphs[misread],
+        new_labels=labels[misread],
+        replay_glyphs=glyphs[::4],
+        replay_labels=labels[::4],
+        config=FineTuneConfig(trainable="head", steps=steps),
+        trunk=trunk,
+    )
+    return candidate, glyphs[misread], labels[misread]
+
+
+def test_a_head_fine_tune_learns_with_the_trunk_untouched(committed):
+    model = committed[0]
+    before = nn.serialize_state(model)
+    candidate, glyph, label = head_tuned(committed, steps=60)
+    assert nn.predict_proba(candidate, glyph).argmax(axis=1).tolist() == label.tolist()
+    assert nn.trunk_digest(candidate) == nn.trunk_digest(model)
+    assert nn.serialize_state(model) == before
+    changed = candidate.classifier[1].weight - model.classifier[1].weight
+    assert changed.abs().max() > 0
+
+
+def test_the_trunk_scores_as_the_serving_copy_for_shared_and_other_trunks(committed):
+    model, glyphs, labels, _ = committed
+    trunk = FrozenTrunk(model)
+    candidate, *_ = head_tuned(committed, trunk=trunk)
+    other = nn.build_model().eval()
+    assert trunk.shares(candidate) and not trunk.shares(other)
+    for scored in (model, candidate, other):
+        expected = nn.predict_proba(nn.for_inference(scored), glyphs[:200])
+        assert np.allclose(trunk.predict_proba(scored, glyphs[:200]), expected, atol=1e-5)
+    assert trunk.evaluate(model, glyphs, labels)["overall"] == committed[3]
+
+
+def test_the_trunk_remembers_each_glyph_once_within_its_capacity(committed):
+    trunk = FrozenTrunk(committed[0], capacity=10)
+    glyphs = random_glyphs(8)
+    first = trunk.features(np.concatenate([glyphs, glyphs[:3]]))
+    assert first.shape == (11, trunk.dimension) and len(trunk) == 8
+    assert torch.equal(first[8:], first[:3])
+    assert torch.equal(trunk.features(glyphs), first[:8])
+    trunk.features(random_glyphs(5, seed=1))
+    assert len(trunk) == 10
+    assert trunk.features(glyphs[:0]).shape == (0, trunk.dimension)
+
+
+def test_a_head_fine_tune_refuses_another_models_trunk(committed):
+    with pytest.raises(ValueError, match="trunk"):
+        head_tuned(committed, trunk=FrozenTrunk(nn.build_model().eval()))

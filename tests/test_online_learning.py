@@ -68,6 +68,8 @@ def test_a_correction_becomes_the_active_version(client, default_model, start_wo
     since_root = new_version.metrics["forgetting_since_root"]
     assert since_root <= settings.FINE_TUNE["MAX_TOTAL_FORGETTING"]
     assert Correction.objects.get().training_state == "trained"
+    # The worker warmed up at start: this run only put the user's glyphs through the trunk.
+    assert new_version.metrics["trunk_features_computed"] <= Sample.objects.count()
     assert list(run.corrections.values_list("pk", flat=True)) == [correction["id"]]
     # The web process now serves the new version, and it learned the correction.
     again = predict(client, png)

@@ -1,13 +1,18 @@
 """Online fine-tuning with replay, and the evaluation gate (no Django).
 
-A fine-tune starts from the active weights, keeps BatchNorm statistics frozen
-(its batches are small and skewed towards a few classes), and trains a few steps
-on batches that mix the new corrections, augmented, with replayed earlier
-samples, so the model learns the correction without forgetting the rest.
+A fine-tune starts from the active weights and trains a few steps on batches
+that mix the new corrections, augmented, with replayed earlier samples, so the
+model learns the correction without forgetting the rest. By default it trains
+only the classifier head: the convolutional trunk and its BatchNorm statistics
+stay as pretrained, so a chain of versions shares one trunk whose features of
+each glyph are computed once (``FrozenTrunk``). With ``trainable="all"`` the
+whole network trains, BatchNorm statistics still frozen (the batches are small
+and skewed towards a few classes).
 """
 
 import copy
 import time
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -59,6 +64,79 @@ class RootBound:
     max_drop: float
 
 
+class FrozenTrunk:
+    """A GlyphNet's convolutional trunk, with what it makes of each glyph remembered.
+
+    A head-only fine-tune never changes the trunk, so along a chain of such
+    versions a glyph's features are computed once per process: replayed glyphs
+    skip the convolutions at every step, and the gate scores a candidate with its
+    classifier head alone. Models with another trunk are scored the full way.
+    """
+
+    def __init__(self, model: nn.GlyphNet, *, capacity: int = 8192):
+        self.digest = nn.trunk_digest(model)
+        self.capacity = capacity
+        # The serving copy without its classifier: the same features the web computes.
+        self._trunk = nn.for_inference(model)[:-1]
+        self._rows: OrderedDict[bytes, torch.Tensor] = OrderedDict()
+        # Glyphs run through the trunk to be remembered, over this object's life.
+        self.computed = 0
+        self.dimension = self.compute(torch.zeros(1, 1, 28, 28)).shape[1]
+
+    def __len__(self) -> int:
+        """How many glyphs' features are remembered."""
+        return len(self._rows)
+
+    def shares(self, model: torch.nn.Module) -> bool:
+        return isinstance(model, nn.GlyphNet) and nn.trunk_digest(model) == self.digest
+
+    def compute(self, x: torch.Tensor, batch_size: int = 64) -> torch.Tensor:
+        """Flattened features (N, D) of glyph tensors (N, 1, 28, 28), not remembered."""
+        # no_grad, not inference_mode: a head trains on these tensors.
+        with torch.no_grad():
+            return torch.cat(
+                [
+                    self._trunk(x[i : i + batch_size]).flatten(1)
+                    for i in range(0, len(x), batch_size)
+                ]
+            )
+
+    def features(self, glyphs: np.ndarray) -> torch.Tensor:
+        """Flattened features (N, D) of uint8 glyphs; only glyphs not seen before are computed."""
+        glyphs = np.asarray(glyphs, dtype=np.uint8).reshape(-1, 28, 28)
+        keys = [glyph.tobytes() for glyph in glyphs]
+        missing = list(
+            {key: index for index, key in enumerate(keys) if key not in self._rows}.values()
+        )
+        if missing:
+            computed = self.compute(nn.glyphs_to_tensor(glyphs[missing]))
+            self.computed += len(missing)
+            for index, row in zip(missing, computed, strict=True):
+                self._rows[keys[index]] = row.clone()
+        if not keys:
+            return torch.zeros((0, self.dimension))
+        for key in keys:
+            self._rows.move_to_end(key)
+        rows = torch.stack([self._rows[key] for key in keys])
+        while len(self._rows) > self.capacity:
+            self._rows.popitem(last=False)
+        return rows
+
+    def predict_proba(self, model: torch.nn.Module, glyphs: np.ndarray) -> np.ndarray:
+        """Class probabilities (N, 36), as the web would serve them."""
+        if not self.shares(model):
+            return nn.predict_proba(nn.for_inference(model), glyphs)
+        if len(glyphs) == 0:
+            return np.zeros((0, nn.NUM_CLASSES), np.float32)
+        head = model.classifier.eval()
+        with torch.inference_mode():
+            return F.softmax(head(self.features(glyphs)), dim=1).numpy().astype(np.float32)
+
+    def evaluate(self, model: torch.nn.Module, glyphs: np.ndarray, labels: np.ndarray) -> dict:
+        """``nn.evaluate``'s figures, from the remembered features where the trunk is shared."""
+        return nn.score(self.predict_proba(model, glyphs).argmax(axis=1), labels)
+
+
 def fine_tune(
     model: torch.nn.Module,
     *,
@@ -68,41 +146,74 @@ def fine_tune(
     replay_labels: np.ndarray,
     config: FineTuneConfig,
     on_progress: Callable[[float], None] | None = None,
+    trunk: FrozenTrunk | None = None,
 ) -> torch.nn.Module:
-    """Return a fine-tuned copy of ``model``; the original is left untouched."""
+    """Return a fine-tuned copy of ``model``; the original is left untouched.
+
+    A head-only fine-tune uses ``trunk`` (``model``'s own) for features, when given.
+    """
     if len(new_glyphs) == 0:
         raise ValueError("nothing to fine-tune on")
     candidate = copy.deepcopy(model)
-    nn.set_train_mode(candidate, freeze_bn=True)
     generator = torch.Generator().manual_seed(config.seed)
     torch.manual_seed(config.seed)
     new_x = nn.glyphs_to_tensor(new_glyphs)
     new_y = torch.as_tensor(new_labels, dtype=torch.long)
-    replay_x = nn.glyphs_to_tensor(replay_glyphs)
     replay_y = torch.as_tensor(replay_labels, dtype=torch.long)
     new_per_batch = max(1, round(config.batch_size * config.new_fraction))
-    replay_per_batch = config.batch_size - new_per_batch if len(replay_x) else 0
+    replay_per_batch = config.batch_size - new_per_batch if len(replay_y) else 0
+    distill = bool(config.distill and replay_per_batch)
     parameters = nn.trainable_parameters(candidate, config.trainable)
+    if config.trainable == "head":
+        trunk = FrozenTrunk(model) if trunk is None else trunk
+        if not trunk.shares(model):
+            raise ValueError("the frozen trunk is not the model's own")
+        # Replayed glyphs go through the trunk once (so they are not augmented);
+        # the corrections are augmented afresh at every step.
+        replay_inputs = trunk.features(replay_glyphs)
+        if distill:
+            with torch.no_grad():
+                replay_teaching = F.softmax(
+                    copy.deepcopy(model.classifier).eval()(replay_inputs), 1
+                )
+        network = candidate.classifier.train()
+
+        def batch(new_pick, replay_pick):
+            inputs = torch.cat(
+                [
+                    trunk.compute(augment_batch(new_x[new_pick], generator)),
+                    replay_inputs[replay_pick],
+                ]
+            )
+            return inputs, replay_teaching[replay_pick] if distill else None
+
+    else:
+        replay_x = nn.glyphs_to_tensor(replay_glyphs)
+        # The parent only answers, so it answers as the web serves it: BatchNorm folded.
+        teacher = nn.for_inference(model) if distill else None
+        network = nn.set_train_mode(candidate, freeze_bn=True)
+
+        def batch(new_pick, replay_pick):
+            inputs = augment_batch(torch.cat([new_x[new_pick], replay_x[replay_pick]]), generator)
+            if teacher is None:
+                return inputs, None
+            with torch.no_grad():
+                return inputs, F.softmax(teacher(inputs[new_per_batch:]), dim=1)
+
     if config.optimizer == "adam":
         optimizer = torch.optim.Adam(parameters, lr=config.learning_rate)
     elif config.optimizer == "sgd":
         optimizer = torch.optim.SGD(parameters, lr=config.learning_rate, momentum=0.9)
     else:
         raise ValueError(f"unknown optimizer {config.optimizer!r}")
-    # The parent only answers, so it answers as the web serves it: BatchNorm folded.
-    teacher = nn.for_inference(model) if config.distill and replay_per_batch else None
     started = time.monotonic()
     for step in range(config.steps):
         new_pick = torch.randint(len(new_x), (new_per_batch,), generator=generator)
-        replay_pick = torch.randint(max(len(replay_x), 1), (replay_per_batch,), generator=generator)
-        x = torch.cat([new_x[new_pick], replay_x[replay_pick]])
-        y = torch.cat([new_y[new_pick], replay_y[replay_pick]])
-        x = augment_batch(x, generator)
-        logits = candidate(x)
-        loss = F.cross_entropy(logits, y)
-        if teacher is not None:
-            with torch.no_grad():
-                parent_probabilities = F.softmax(teacher(x[new_per_batch:]), dim=1)
+        replay_pick = torch.randint(max(len(replay_y), 1), (replay_per_batch,), generator=generator)
+        inputs, parent_probabilities = batch(new_pick, replay_pick)
+        logits = network(inputs)
+        loss = F.cross_entropy(logits, torch.cat([new_y[new_pick], replay_y[replay_pick]]))
+        if parent_probabilities is not None:
             kept = F.kl_div(
                 F.log_softmax(logits[new_per_batch:], dim=1),
                 parent_probabilities,
@@ -131,19 +242,22 @@ def gate(
     max_forgetting: float,
     parent_fixed: dict | None = None,
     root: RootBound | None = None,
+    trunk: FrozenTrunk | None = None,
 ) -> GateDecision:
     """Publish only if the candidate forgets at most ``max_forgetting`` and learned the corrections.
 
     Learned means: every correction is now predicted right, or more of them than before.
     ``parent_fixed`` is the parent's ``nn.evaluate`` on the same fixed set, when known.
     With ``root``, the candidate must also stay within its drop of the pretrained root.
+    ``trunk`` (the parent's) scores models that share it from remembered features.
     """
+    trunk = FrozenTrunk(parent) if trunk is None else trunk
     if parent_fixed is None:
-        parent_fixed = nn.evaluate(parent, fixed_glyphs, fixed_labels)
-    predicted = nn.predict_proba(nn.for_inference(candidate), fixed_glyphs).argmax(axis=1)
+        parent_fixed = trunk.evaluate(parent, fixed_glyphs, fixed_labels)
+    predicted = trunk.predict_proba(candidate, fixed_glyphs).argmax(axis=1)
     candidate_fixed = nn.score(predicted, fixed_labels)
-    parent_new = nn.evaluate(parent, new_glyphs, new_labels)["overall"]
-    candidate_new = nn.evaluate(candidate, new_glyphs, new_labels)["overall"]
+    parent_new = trunk.evaluate(parent, new_glyphs, new_labels)["overall"]
+    candidate_new = trunk.evaluate(candidate, new_glyphs, new_labels)["overall"]
     forgetting = parent_fixed["overall"] - candidate_fixed["overall"]
     metrics = {
         **candidate_fixed,

@@ -26,7 +26,7 @@ from django.utils import timezone
 from recognition.models import Correction
 
 from . import nn, registry, replay
-from .finetune import FineTuneConfig, RootBound, fine_tune, gate
+from .finetune import FineTuneConfig, FrozenTrunk, RootBound, fine_tune, gate
 from .models import ModelVersion, TrainingRun
 
 logger = logging.getLogger(__name__)
@@ -146,7 +146,7 @@ def _remember_fixed_score(key: tuple[str, str], score: dict):
 _root_scores: dict[str, float] = {}
 
 
-def _root_accuracy(version: ModelVersion, anchors: dict) -> float:
+def _root_accuracy(version: ModelVersion, anchors: dict, trunk: FrozenTrunk) -> float:
     """Accuracy of the chain's first version (which made these anchors) on their eval glyphs."""
     root = (
         ModelVersion.objects.filter(anchors=version.anchors.name).order_by("number").first()
@@ -155,10 +155,40 @@ def _root_accuracy(version: ModelVersion, anchors: dict) -> float:
     if root.sha256 not in _root_scores:
         model = registry.version_load_model(root)
         _root_scores.clear()
-        _root_scores[root.sha256] = nn.evaluate(
+        _root_scores[root.sha256] = trunk.evaluate(
             model, anchors["eval_glyphs"], anchors["eval_labels"]
         )["overall"]
     return _root_scores[root.sha256]
+
+
+# The active chain's trunk and its remembered features: a chain of head-only
+# fine-tunes keeps one trunk, so this process computes each glyph's features once.
+_trunks: dict[str, FrozenTrunk] = {}
+
+
+def _frozen_trunk(model: nn.GlyphNet) -> FrozenTrunk:
+    digest = nn.trunk_digest(model)
+    if digest not in _trunks:
+        _trunks.clear()
+        _trunks[digest] = FrozenTrunk(model)
+    return _trunks[digest]
+
+
+def training_warm_up() -> int:
+    """Compute what every run of the active chain needs, so a worker's first run is as quick
+    as the rest: its trunk's features of the anchor and evaluation glyphs, and the root's score.
+
+    Returns how many glyphs' features this process now remembers.
+    """
+    version = ModelVersion.objects.filter(status=ModelVersion.Status.ACTIVE).first()
+    if version is None:
+        return 0
+    torch.set_num_threads(settings.FINE_TUNE["THREADS"])
+    anchors = registry.version_load_anchors(version)
+    trunk = _frozen_trunk(registry.version_load_model(version))
+    trunk.features(np.concatenate([anchors["anchor_glyphs"], anchors["eval_glyphs"]]))
+    _root_accuracy(version, anchors, trunk)
+    return len(trunk)
 
 
 def _fine_tune_and_publish(run: TrainingRun):
@@ -204,12 +234,14 @@ def _fine_tune_and_publish(run: TrainingRun):
                 progress=round(progress, 3), heartbeat_at=timezone.now()
             )
 
+    trunk = _frozen_trunk(parent)
+    computed_before = trunk.computed
     fixed_digest = _fixed_set_digest(fixed)
     parent_key = (parent_version.sha256, fixed_digest)
     if parent_key not in _fixed_scores:
-        _remember_fixed_score(parent_key, nn.evaluate(parent, fixed.glyphs, fixed.labels))
+        _remember_fixed_score(parent_key, trunk.evaluate(parent, fixed.glyphs, fixed.labels))
     root = RootBound(
-        accuracy=_root_accuracy(parent_version, anchors),
+        accuracy=_root_accuracy(parent_version, anchors, trunk),
         count=len(anchors["eval_labels"]),
         max_drop=config["MAX_TOTAL_FORGETTING"],
     )
@@ -234,6 +266,7 @@ def _fine_tune_and_publish(run: TrainingRun):
                 seed=config["SEED"] + run.pk + 1000 * attempt,
             ),
             on_progress=heartbeat,
+            trunk=trunk,
         )
         decision = gate(
             parent=parent,
@@ -245,6 +278,7 @@ def _fine_tune_and_publish(run: TrainingRun):
             max_forgetting=config["MAX_FORGETTING"],
             parent_fixed=_fixed_scores[parent_key],
             root=root,
+            trunk=trunk,
         )
         if decision.passed:
             break
@@ -263,6 +297,8 @@ def _fine_tune_and_publish(run: TrainingRun):
             "anchors": len(anchor_set),
         },
         "candidates_tried": attempt + 1,
+        # Glyphs this run had to put through the trunk: few, once the worker is warm.
+        "trunk_features_computed": trunk.computed - computed_before,
         "seconds": round(time.monotonic() - started, 3),
     }
     training_info = {

@@ -19,7 +19,14 @@ def sweep_task():
     return services.training_runs_sweep()
 
 
+@shared_task(name="training.warm_up", ignore_result=True)
+def warm_up_task():
+    return services.training_warm_up()
+
+
 @worker_ready.connect
 def sweep_at_start(**kwargs):
-    """A restarted worker picks up what its predecessor left behind."""
+    """A restarted worker warms up its training process (a task, so it runs where runs
+    run) and picks up what its predecessor left behind."""
+    warm_up_task.apply_async(retry=False)
     services.training_runs_sweep()
