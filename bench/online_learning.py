@@ -19,6 +19,7 @@ import http.client
 import json
 import logging
 import os
+import re
 import statistics
 import sys
 import time
@@ -79,14 +80,25 @@ def candidates(model, eval_glyphs):
     ]
 
 
+def wait_for_warm_up(deployment: Deployment, timeout: float = 120):
+    """Wait until the worker has warmed up, as in a deployment that has been up a while."""
+    log = deployment.dir / "worker.log"
+    deadline = time.monotonic() + timeout
+    while not re.search(r"training\.warm_up\[[^]]*\] succeeded", log.read_text(errors="replace")):
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"the worker did not warm up:\n{log.read_text()}")
+        time.sleep(0.2)
+
+
 def measure_latency(deployment: Deployment, pool) -> dict:
     deployment.start_redis()
     deployment.start_worker()
     url = deployment.start_web(workers=2)
+    wait_for_warm_up(deployment)
     published, served, outcomes, phases = [], [], defaultdict(int), defaultdict(list)
     from training.classes import CLASSES
 
-    used = []
+    used, runs = [], []
     for path, label, _, _ in pool:
         if len(used) == LATENCY_CORRECTIONS:
             break
@@ -114,6 +126,7 @@ def measure_latency(deployment: Deployment, pool) -> dict:
         phases["waiting for the worker"].append(seconds_between(run, "created_at", "started_at"))
         phases["the run"].append(seconds_between(run, "started_at", "finished_at"))
         phases["of which training + gate"].append(run["metrics"]["seconds"])
+        runs.append(run["metrics"])
         while predict_http(url, path.read_bytes())["model_version"] != run["result_version"]:
             time.sleep(0.02)
         served.append(time.monotonic() - started)
@@ -124,6 +137,7 @@ def measure_latency(deployment: Deployment, pool) -> dict:
         "outcomes": dict(outcomes),
         "phases": dict(phases),
         "used": used,
+        "runs": runs,
     }
 
 
@@ -249,6 +263,12 @@ def main():
     print(f"    served by the web process: {quantiles(latency['served'])}")
     for phase, values in latency["phases"].items():
         print(f"    {phase + ':':<27} {quantiles(values)}")
+    slowest = max(latency["runs"], key=lambda metrics: metrics["seconds"], default=None)
+    if slowest is not None:
+        print(
+            f"    slowest run: {slowest['seconds']:.2f} s, {slowest['candidates_tried']} "
+            f"candidate(s), {slowest['trunk_features_computed']} glyphs through the trunk"
+        )
     print(f"\n(b) adaptation on {STYLE} (held-out), {ADAPT_CLASSES} worst classes")
     print(f"    {'k per class':>11} {'accuracy':>9} {'test images':>11}")
     for k, accuracy, count in adaptation:
