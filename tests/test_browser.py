@@ -1,9 +1,12 @@
 """The drawing page in real headless Chromium: draw, recognize, correct, and find it all stored."""
 
+import re
+
 import pytest
 from playwright.sync_api import expect
 
 from recognition.models import Correction, Prediction, Sample
+from training.models import TrainingRun
 
 from .conftest import ARTIFACTS
 
@@ -72,3 +75,26 @@ def test_keyboard_undo_and_blank(page):
     page.get_by_role("button", name="Recognize").click()
     expect(page.locator("#status")).to_contain_text("blank")
     assert Sample.objects.count() == 1
+
+
+@pytest.mark.celery
+def test_the_page_follows_a_correction_through_a_real_worker(page, default_model, start_worker):
+    start_worker()
+    draw(page, SEVEN)
+    page.get_by_role("button", name="Recognize").click()
+    expect(page.locator("#guess-label")).to_have_text("7")
+    page.locator('.label-button[data-label="t"]').click()
+    # A drawn 7 labelled "t" may be learned or refused by the gate: the page tells which.
+    status = page.locator("#status")
+    expect(status).to_contain_text(re.compile("Learned|not published"), timeout=60_000)
+    page.screenshot(path=ARTIFACTS / "page-training-outcome.png", full_page=True)
+    run = TrainingRun.objects.get()
+    assert run.corrections.get() == Correction.objects.get()
+    if run.status == TrainingRun.Status.SUCCEEDED:
+        version = run.result_version.number
+        expect(status).to_have_text(f"Learned “t”: now serving model v{version}.")
+        expect(page.locator("#model-version")).to_have_text(f"v{version}")
+    else:
+        assert run.status == TrainingRun.Status.REJECTED
+        expect(status).to_contain_text(run.reason)
+        expect(page.locator("#model-version")).to_have_text(f"v{default_model.number}")

@@ -236,6 +236,8 @@ function stopPolling() {
 function followRun(runId, label) {
   stopPolling();
   const deadline = Date.now() + 60000;
+  // A run usually ends within a second: ask soon, then back off to spare the throttle.
+  let delay = 300;
   const poll = async () => {
     let run;
     try {
@@ -259,7 +261,8 @@ function followRun(runId, label) {
     }
     const progress = run.status === "running" ? ` ${Math.round(run.progress * 100)}%` : "";
     say(`Saved “${label}”. ${run.status === "queued" ? "Waiting to learn…" : `Learning…${progress}`}`, "ok");
-    if (Date.now() < deadline) pollTimer = setTimeout(poll, 1000);
+    if (Date.now() < deadline) pollTimer = setTimeout(poll, delay);
+    delay = Math.min(delay * 1.5, 2000);
   };
   poll();
 }
