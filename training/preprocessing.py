@@ -30,36 +30,72 @@ class BlankImageError(ValueError):
     """The image holds no character: no ink, or only specks of noise."""
 
 
-def _to_gray(image: Image.Image) -> np.ndarray:
-    """Grayscale float array; transparency is composited on white paper."""
+def _gray_planes(image: Image.Image) -> tuple[np.ndarray, np.ndarray | None, float | None]:
+    """What each pixel's gray level is made of: luminance, opacity (None: opaque), scale.
+
+    Transparency is composited on white paper; 16- and 32-bit images are scaled to 0-255.
+    """
     if image.mode in ("I;16", "I;16B", "I;16L", "I"):
-        array = np.asarray(image, dtype=np.float32)
-        peak = float(array.max()) or 1.0
-        return array * (255.0 / max(peak, 255.0))
+        luminance = np.asarray(image, dtype=np.float32)
+        return luminance, None, 255.0 / max(float(luminance.max()), 255.0)
     if image.mode == "P":
         image = image.convert("RGBA" if "transparency" in image.info else "RGB")
     if image.mode in ("RGBA", "LA", "PA", "RGBa", "La"):
-        image = image.convert("RGBA")
-        # Compositing on white commutes with the (linear) luminance conversion.
-        opacity = np.asarray(image.getchannel("A"), dtype=np.float32) / 255.0
-        gray = np.asarray(image.convert("L"), dtype=np.float32)
-        return gray * opacity + 255.0 * (1.0 - opacity)
-    return np.asarray(image.convert("L"), dtype=np.float32)
+        if image.mode != "RGBA":
+            image = image.convert("RGBA")
+        return np.asarray(image.convert("L")), np.asarray(image.getchannel("A")), None
+    return np.asarray(image.convert("L")), None, None
 
 
-def _ink(gray: np.ndarray) -> np.ndarray:
-    """Ink strength 0-255 over the background, whatever the polarity of the image."""
-    border = np.concatenate([gray[0], gray[-1], gray[:, 0], gray[:, -1]])
+def _gray(planes, region) -> np.ndarray:
+    """Grayscale float array of one region of the planes."""
+    luminance, opacity, scale = planes
+    gray = luminance[region].astype(np.float32)
+    if scale is not None:
+        gray = gray * scale
+    if opacity is None:
+        return gray
+    # Compositing on white commutes with the (linear) luminance conversion.
+    alpha = opacity[region].astype(np.float32) / 255.0
+    return gray * alpha + 255.0 * (1.0 - alpha)
+
+
+def _ink_region(planes) -> np.ndarray:
+    """Ink strength 0-255 over the background (whatever the polarity) where there can be ink.
+
+    The paper is judged from the image's border. A pixel whose plane values equal
+    those of a border pixel with exactly the paper's gray holds no ink, so the float
+    work is done only inside the box of the other pixels: on a canvas, the drawing's
+    box. Later steps crop to the ink, so the glyph is the same as from the whole image.
+    """
+    height, width = planes[0].shape
+    edges = [(0, slice(None)), (height - 1, slice(None))]
+    edges += [(slice(None), 0), (slice(None), width - 1)]
+    border = np.concatenate([_gray(planes, edge) for edge in edges])
     background = float(np.median(border))
-    ink = background - gray if background >= 128 else gray - background
     # Paper texture and JPEG noise: subtract the border's own spread.
     spread = float(np.median(np.abs(border - background)))
+    region = (slice(None), slice(None))
+    paper = np.flatnonzero(border == background)
+    if paper.size:
+        inked = np.zeros((height, width), bool)
+        for plane in planes[:2]:
+            if plane is not None:
+                inked |= plane != np.concatenate([plane[edge] for edge in edges])[paper[0]]
+        rows = np.flatnonzero(inked.any(axis=1))
+        if not rows.size:
+            raise BlankImageError("no ink found, or only a few specks")
+        cols = np.flatnonzero(inked.any(axis=0))
+        region = (slice(rows[0], rows[-1] + 1), slice(cols[0], cols[-1] + 1))
+    gray = _gray(planes, region)
+    ink = background - gray if background >= 128 else gray - background
     return np.clip(ink - 2.0 * spread, 0.0, None)
 
 
-def _drop_specks(ink: np.ndarray) -> np.ndarray:
+def _drop_specks(ink: np.ndarray, pixels: int) -> np.ndarray:
+    """The ink's box without specks; ``pixels`` is the whole image's size (for "near blank")."""
     mask = ink > INK_THRESHOLD
-    if mask.sum() < max(MIN_INK_PIXELS, NEAR_BLANK_SHARE * mask.size):
+    if mask.sum() < max(MIN_INK_PIXELS, NEAR_BLANK_SHARE * pixels):
         raise BlankImageError("no ink found, or only a few specks")
     # Label only the box around all ink (with room for the halo): same pieces, less work.
     rows = np.flatnonzero(mask.any(axis=1))
@@ -87,10 +123,9 @@ def preprocess_image(image: Image.Image) -> np.ndarray:
 
     Raises BlankImageError when the image holds no ink beyond specks of noise.
     """
-    gray = _to_gray(image)
-    if min(gray.shape) < 2:
+    if min(image.size) < 2:
         raise BlankImageError("image too small")
-    glyph = _drop_specks(_ink(gray))
+    glyph = _drop_specks(_ink_region(_gray_planes(image)), image.width * image.height)
 
     height, width = glyph.shape
     factor = max(height, width) // WORKING_SIZE
