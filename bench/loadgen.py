@@ -2,13 +2,13 @@
 
 Each client thread sends one request at a time for a fixed time; a ``step``
 function decides what to send and reports what kind of request it was and
-whether it succeeded, and the runner times it. Plain ``http.client`` with a new
-connection per request, so gunicorn spreads requests over its workers.
+whether it succeeded, and the runner times it. A new connection per request, so
+gunicorn spreads requests over its workers.
 """
 
 import base64
-import http.client
 import json
+import socket
 import statistics
 import threading
 import time
@@ -34,16 +34,30 @@ def drawings() -> list[tuple[bytes, str]]:
 
 
 def post_json(host: str, port: int, path: str, body: bytes) -> tuple[int, bytes]:
-    """POST and read the answer; status 0 when the connection itself failed."""
-    connection = http.client.HTTPConnection(host, port, timeout=30)
+    """POST and read the answer; status 0 when the connection itself failed.
+
+    A plain socket, not http.client: its header parsing cost the client a twentieth
+    of the server's CPU, and the client shares the machine's two cores with it. The
+    request asks the server to close, so the answer ends where the connection does.
+    """
+    request = (
+        f"POST {path} HTTP/1.1\r\nHost: {host}:{port}\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n"
+    ).encode() + body
+    chunks = []
     try:
-        connection.request("POST", path, body, {"Content-Type": "application/json"})
-        response = connection.getresponse()
-        return response.status, response.read()
+        with socket.create_connection((host, port), timeout=30) as connection:
+            connection.sendall(request)
+            while chunk := connection.recv(65536):
+                chunks.append(chunk)
     except OSError:
         return 0, b""
-    finally:
-        connection.close()
+    head, _, answer = b"".join(chunks).partition(b"\r\n\r\n")
+    status_line = head.split(b"\r\n", 1)[0].split()
+    # A chunked answer would need decoding; gunicorn sends Django's with a length.
+    if len(status_line) < 2 or not status_line[1].isdigit() or b"chunked" in head.lower():
+        return 0, b""
+    return int(status_line[1]), answer
 
 
 @dataclass
