@@ -174,9 +174,26 @@ def _frozen_trunk(model: nn.GlyphNet) -> FrozenTrunk:
     return _trunks[digest]
 
 
+def _fine_tune_config(*, seed: int, **overrides) -> FineTuneConfig:
+    config = settings.FINE_TUNE
+    fields = {
+        "steps": config["STEPS"],
+        "batch_size": config["BATCH_SIZE"],
+        "learning_rate": config["LEARNING_RATE"],
+        "optimizer": config["OPTIMIZER"],
+        "trainable": config["TRAINABLE"],
+        "distill": config["DISTILL"],
+        "new_fraction": config["NEW_FRACTION"],
+        "max_seconds": config["MAX_SECONDS"],
+    }
+    return FineTuneConfig(**{**fields, **overrides}, seed=seed)
+
+
 def training_warm_up() -> int:
     """Compute what every run of the active chain needs, so a worker's first run is as quick
-    as the rest: its trunk's features of the anchor and evaluation glyphs, and the root's score.
+    as the rest: its trunk's features of the anchor and evaluation glyphs, the root's score,
+    and a throwaway two-step fine-tune (a process's first one pays about 3 s to set up
+    autograd, the optimizer and the kernels).
 
     Returns how many glyphs' features this process now remembers.
     """
@@ -185,9 +202,20 @@ def training_warm_up() -> int:
         return 0
     torch.set_num_threads(settings.FINE_TUNE["THREADS"])
     anchors = registry.version_load_anchors(version)
-    trunk = _frozen_trunk(registry.version_load_model(version))
-    trunk.features(np.concatenate([anchors["anchor_glyphs"], anchors["eval_glyphs"]]))
+    model = registry.version_load_model(version)
+    trunk = _frozen_trunk(model)
+    glyphs, labels = anchors["anchor_glyphs"], anchors["anchor_labels"]
+    trunk.features(np.concatenate([glyphs, anchors["eval_glyphs"]]))
     _root_accuracy(version, anchors, trunk)
+    fine_tune(
+        model,
+        new_glyphs=glyphs[:1],
+        new_labels=labels[:1],
+        replay_glyphs=glyphs,
+        replay_labels=labels,
+        config=_fine_tune_config(seed=0, steps=2),
+        trunk=trunk,
+    )
     return len(trunk)
 
 
@@ -254,17 +282,7 @@ def _fine_tune_and_publish(run: TrainingRun):
             new_labels=new.labels,
             replay_glyphs=replay_pool.glyphs,
             replay_labels=replay_pool.labels,
-            config=FineTuneConfig(
-                steps=config["STEPS"],
-                batch_size=config["BATCH_SIZE"],
-                learning_rate=config["LEARNING_RATE"],
-                optimizer=config["OPTIMIZER"],
-                trainable=config["TRAINABLE"],
-                distill=config["DISTILL"],
-                new_fraction=config["NEW_FRACTION"],
-                max_seconds=config["MAX_SECONDS"],
-                seed=config["SEED"] + run.pk + 1000 * attempt,
-            ),
+            config=_fine_tune_config(seed=config["SEED"] + run.pk + 1000 * attempt),
             on_progress=heartbeat,
             trunk=trunk,
         )
