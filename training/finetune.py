@@ -125,7 +125,7 @@ class FrozenTrunk:
     def predict_proba(self, model: torch.nn.Module, glyphs: np.ndarray) -> np.ndarray:
         """Class probabilities (N, 36), as the web would serve them."""
         if not self.shares(model):
-            return nn.predict_proba(nn.for_inference(model), glyphs)
+            return nn.served_proba(model, glyphs)
         if len(glyphs) == 0:
             return np.zeros((0, nn.NUM_CLASSES), np.float32)
         head = model.classifier.eval()
@@ -172,10 +172,7 @@ def fine_tune(
         # the corrections are augmented afresh at every step.
         replay_inputs = trunk.features(replay_glyphs)
         if distill:
-            with torch.no_grad():
-                replay_teaching = F.softmax(
-                    copy.deepcopy(model.classifier).eval()(replay_inputs), 1
-                )
+            replay_teaching = torch.from_numpy(trunk.predict_proba(model, replay_glyphs))
         network = candidate.classifier.train()
 
         def batch(new_pick, replay_pick):

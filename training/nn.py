@@ -169,12 +169,15 @@ def trainable_parameters(model: nn.Module, scope: str) -> list[nn.Parameter]:
     return list(trainable.parameters())
 
 
+def served_proba(model: nn.Module, glyphs: np.ndarray) -> np.ndarray:
+    """``predict_proba`` as the web serves the model: a GlyphNet with BatchNorm folded."""
+    return predict_proba(for_inference(model) if isinstance(model, GlyphNet) else model, glyphs)
+
+
 def evaluate(model: nn.Module, glyphs: np.ndarray, labels: np.ndarray) -> dict:
     """Accuracy overall, on digits, on letters and per class, with the confusion matrix."""
     labels = np.asarray(labels, dtype=np.int64)
-    if isinstance(model, GlyphNet):
-        model = for_inference(model)
-    predicted = predict_proba(model, glyphs).argmax(axis=1) if len(labels) else labels
+    predicted = served_proba(model, glyphs).argmax(axis=1) if len(labels) else labels
     return score(predicted, labels)
 
 
