@@ -29,6 +29,21 @@ from training.registry import active_model
 from .drawing import ONE, SEVEN, ZERO, draw_png  # noqa: F401  (re-exported for tests)
 
 
+def pytest_unconfigure(config):
+    """Remove the SQLite test database's -wal and -shm files once the database is gone.
+
+    Django deletes only the main file; the sidecars stay when a Celery worker or a
+    server the tests started still had the database open.
+    """
+    database = settings.DATABASES["default"]
+    if database["ENGINE"] != "django.db.backends.sqlite3":
+        return
+    name = Path(database.get("TEST", {}).get("NAME") or "")
+    if name.name and not name.exists():
+        for suffix in ("-wal", "-shm"):
+            Path(f"{name}{suffix}").unlink(missing_ok=True)
+
+
 @pytest.fixture(autouse=True)
 def isolated_state(settings, tmp_path):
     """Each test writes media under its own folder and starts with empty caches."""

@@ -342,6 +342,7 @@ def _publish(run, weights, passed, reason, metrics, training_info, new):
             passed, reason = False, "the parent version was deactivated during the run"
         version = registry.version_create(
             weights=weights,
+            architecture=run.parent_version.architecture,
             metrics=metrics,
             training_info=training_info,
             parent=run.parent_version,
