@@ -88,6 +88,9 @@ def _unreadable(data: bytes) -> DrawingError:
 
 
 def encode_png(image: Image.Image) -> bytes:
+    if image.mode == "CMYK":
+        # PNG has no CMYK; JPEGs from print workflows carry it.
+        image = image.convert("RGB")
     buffer = io.BytesIO()
     image.save(buffer, format="PNG")
     return buffer.getvalue()
