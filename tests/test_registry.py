@@ -10,6 +10,7 @@ import urllib.request
 
 import pytest
 from django.core.files.base import ContentFile
+from django.core.management import call_command
 from django.db import IntegrityError, transaction
 
 from training import registry
@@ -135,3 +136,31 @@ def test_two_web_processes_switch_to_a_new_active_version(default_model, setting
         for process in processes:
             process.terminate()
             process.wait(10)
+
+
+@pytest.mark.django_db
+def test_install_default_model_reactivates_the_last_served_version_that_verifies(default_model):
+    served_last = copy_of(default_model, activate=True)
+    broken = copy_of(default_model, activate=True)
+    ModelVersion.objects.filter(pk=broken.pk).update(status=ModelVersion.Status.RETIRED)
+    with broken.weights.open("r+b") as handle:
+        handle.write(b"tampered")
+
+    call_command("install_default_model", verbosity=0)
+
+    assert ModelVersion.objects.get(status=ModelVersion.Status.ACTIVE) == served_last
+    assert ModelVersion.objects.count() == 3
+    call_command("install_default_model", verbosity=0)  # idempotent
+    assert ModelVersion.objects.get(status=ModelVersion.Status.ACTIVE) == served_last
+
+
+@pytest.mark.django_db
+def test_install_default_model_installs_when_nothing_served_verifies(default_model):
+    ModelVersion.objects.filter(pk=default_model.pk).update(status=ModelVersion.Status.REJECTED)
+
+    call_command("install_default_model", verbosity=0)
+
+    installed = ModelVersion.objects.get(status=ModelVersion.Status.ACTIVE)
+    assert installed.number == default_model.number + 1
+    assert installed.sha256 == default_model.sha256
+    registry.version_load_model(installed)

@@ -1,4 +1,9 @@
-"""``manage.py install_default_model``: the committed model becomes v1 of an empty registry."""
+"""``manage.py install_default_model``: make sure a model version is active.
+
+An empty registry gets the committed model as v1. A registry with versions but
+none active (say, after ``pretrain --no-activate``) gets back the version it last
+served, if its weights still verify, else the committed model as a new version.
+"""
 
 import json
 from pathlib import Path
@@ -11,15 +16,25 @@ from training.models import ModelVersion
 
 
 class Command(BaseCommand):
-    help = "Install the committed default model as version 1 if no version exists (idempotent)."
+    help = (
+        "Make sure a version is active: install the committed default model into an empty "
+        "registry, or re-activate the last served version (idempotent)."
+    )
 
     def add_arguments(self, parser):
         parser.add_argument("--from", dest="source", default=str(settings.DEFAULT_MODEL_DIR))
 
     def handle(self, *args, **options):
         active = ModelVersion.objects.filter(status=ModelVersion.Status.ACTIVE).first()
-        if ModelVersion.objects.exists():
-            self.stdout.write(f"Model versions exist; active: {active or 'none'}. Nothing to do.")
+        if active is not None:
+            self.stdout.write(f"v{active.number} is active. Nothing to do.")
+            return
+        last_served = self._last_served_that_verifies()
+        if last_served is not None:
+            registry.version_activate(version=last_served)
+            self.stdout.write(
+                self.style.SUCCESS(f"No version was active; re-activated v{last_served.number}.")
+            )
             return
         folder = Path(options["source"])
         try:
@@ -42,3 +57,13 @@ class Command(BaseCommand):
             activate=True,
         )
         self.stdout.write(self.style.SUCCESS(f"Installed the default model as v{version.number}."))
+
+    def _last_served_that_verifies(self) -> ModelVersion | None:
+        retired = ModelVersion.objects.filter(status=ModelVersion.Status.RETIRED)
+        for version in retired.order_by("-activated_at", "-number"):
+            try:
+                registry.read_verified_weights(version)
+            except registry.WeightsIntegrityError:
+                continue
+            return version
+        return None
