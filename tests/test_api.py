@@ -289,6 +289,55 @@ def test_sample_list_filters_and_detail(client, default_model, staff):
     assert client.get("/api/samples/424242/").status_code == 404
 
 
+def drawing_bytes(response) -> bytes:
+    assert response.status_code == 200, response.content
+    assert response["Content-Type"] == "image/png"
+    assert response["Cache-Control"] == "private, max-age=3600"
+    return b"".join(response.streaming_content)
+
+
+def test_sample_image_links_to_its_drawing(client, default_model, staff):
+    png = draw_png(SEVEN)
+    sample_id = predict(client, png).json()["sample"]
+    client.force_authenticate(staff)
+    url = f"http://testserver/api/samples/{sample_id}/drawing/"
+    assert client.get("/api/samples/").json()["results"][0]["image"] == url
+    assert client.get(f"/api/samples/{sample_id}/").json()["image"] == url
+    assert drawing_bytes(client.get(url)) == png  # the stored bytes, as posted
+    assert drawing_bytes(client.get(url, HTTP_ACCEPT="image/png")) == png
+
+
+def test_sample_drawing_needs_staff_or_permission(client, default_model):
+    png = draw_png(ONE)
+    url = f"/api/samples/{predict(client, png).json()['sample']}/drawing/"
+    response = client.get(url)
+    assert response.status_code in {401, 403}
+    assert response.json()["error"]["code"] == "not_authenticated"
+    reader = User.objects.create_user("reader")
+    token = Token.objects.create(user=reader)
+    client.credentials(HTTP_AUTHORIZATION=f"Token {token.key}")
+    response = client.get(url)
+    assert response.status_code == 403
+    assert response.json()["error"]["code"] == "permission_denied"
+    reader.user_permissions.add(Permission.objects.get(codename="view_sample"))
+    assert drawing_bytes(client.get(url)) == png
+
+
+def test_missing_sample_or_drawing_file_is_json_404(client, default_model, staff):
+    sample_id = predict(client, draw_png(ONE)).json()["sample"]
+    client.force_authenticate(staff)
+    for missing in ("424242", "x"):
+        response = client.get(f"/api/samples/{missing}/drawing/", HTTP_ACCEPT="image/png")
+        assert response.status_code == 404
+        assert response.json()["error"] == {"code": "not_found", "message": f"No sample {missing}."}
+    sample = Sample.objects.get(pk=sample_id)
+    sample.image.storage.delete(sample.image.name)
+    response = client.get(f"/api/samples/{sample_id}/drawing/")
+    assert response.status_code == 404
+    assert response.json()["error"]["code"] == "not_found"
+    assert "no stored drawing" in response.json()["error"]["message"]
+
+
 def test_model_versions_active_and_staff_only_activation(client, default_model, staff):
     call_command("install_default_model", verbosity=0)  # idempotent: still one version
     assert client.get("/api/model-versions/").json()["count"] == 1

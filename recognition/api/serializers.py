@@ -197,6 +197,7 @@ class CorrectionSerializer(serializers.ModelSerializer):
 
 
 class SampleListSerializer(serializers.ModelSerializer):
+    image = serializers.HyperlinkedIdentityField(view_name="sample-drawing")
     predicted_label = serializers.CharField(allow_null=True)
     confidence = serializers.FloatField(allow_null=True)
     model_version = serializers.IntegerField(source="model_version_number", allow_null=True)

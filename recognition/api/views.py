@@ -2,16 +2,20 @@
 
 import django_filters
 from django.db import transaction
+from django.http import Http404
+from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import mixins, serializers, status, viewsets
 from rest_framework.decorators import action
-from rest_framework.exceptions import NotFound
+from rest_framework.exceptions import NotAcceptable, NotFound
+from rest_framework.negotiation import DefaultContentNegotiation
 from rest_framework.parsers import MultiPartParser
 from rest_framework.permissions import AllowAny, BasePermission, IsAdminUser
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from recognition import selectors, services
+from recognition.admin import drawing_response
 from recognition.models import Correction, Sample
 from training.models import ModelVersion, TrainingRun
 from training.registry import version_activate
@@ -170,6 +174,16 @@ class SampleFilter(django_filters.FilterSet):
         fields: list = []
 
 
+class ErrorsAsJsonNegotiation(DefaultContentNegotiation):
+    """A client that accepts only the file still gets its errors, as JSON, not a 406."""
+
+    def select_renderer(self, request, renderers, format_suffix=None):
+        try:
+            return super().select_renderer(request, renderers, format_suffix)
+        except NotAcceptable:
+            return renderers[0], renderers[0].media_type
+
+
 class SampleViewSet(viewsets.ReadOnlyModelViewSet):
     """Samples with their latest prediction; the detail has every prediction and correction."""
 
@@ -184,9 +198,27 @@ class SampleViewSet(viewsets.ReadOnlyModelViewSet):
 
     def get_object(self):
         try:
-            return selectors.sample_detail(sample_id=int(self.kwargs["pk"]))
+            sample_id = int(self.kwargs["pk"])
+            if self.action == "drawing":  # the file's name is all it needs
+                return Sample.objects.get(pk=sample_id)
+            return selectors.sample_detail(sample_id=sample_id)
         except (Sample.DoesNotExist, ValueError, OverflowError):
             raise NotFound(f"No sample {self.kwargs['pk']}.") from None
+
+    @extend_schema(
+        responses={
+            (200, "image/png"): OpenApiResponse(OpenApiTypes.BINARY, description="The PNG"),
+            404: ERRORS[404],
+        }
+    )
+    @action(detail=True, content_negotiation_class=ErrorsAsJsonNegotiation)
+    def drawing(self, request, pk=None):
+        """The stored drawing as a PNG, streamed; browsers may cache it privately."""
+        sample = self.get_object()
+        try:
+            return drawing_response(sample)
+        except Http404 as missing:  # the file is gone from storage
+            raise NotFound(str(missing)) from None
 
 
 class ModelVersionViewSet(viewsets.ReadOnlyModelViewSet):
