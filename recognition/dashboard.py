@@ -23,21 +23,26 @@ def _accuracy(predicted: np.ndarray, labels: np.ndarray) -> dict | None:
 def active_model_on_corrected_samples() -> dict | None:
     """Accuracy of the active model on user samples a person labelled, newest first.
 
-    Fine-tunes train on most of them, so the held-out share (one id in
-    HELDOUT_EVERY, never trained on) is reported apart: that one is honest.
+    Fine-tunes train on most of them: every correction is learned, whatever its
+    sample. The held-out ones (in the held-out share and taken by no fine-tune,
+    see ``selectors.samples_annotate_heldout``) are reported apart: that figure
+    is honest, though it leans on drawings the model read right, since a misread
+    one leaves the set once its correction is learned.
     """
-    rows = list(selectors.samples_corrected().values_list("pk", "label", "glyph")[:CORRECTED_LIMIT])
+    samples = selectors.samples_annotate_heldout(
+        selectors.samples_corrected(), every=settings.FINE_TUNE["HELDOUT_EVERY"]
+    )
+    rows = list(samples.values_list("label", "glyph", "heldout")[:CORRECTED_LIMIT])
     try:
         model = active_model.get()
     except NoActiveModel:
         return None
     if not rows:
         return {"version": model.number, "all": None, "heldout": None}
-    ids = np.array([pk for pk, _, _ in rows])
-    labels = np.array([CLASS_INDEX[label] for _, label, _ in rows])
-    glyphs = np.stack([np.frombuffer(bytes(g), np.uint8).reshape(28, 28) for _, _, g in rows])
+    labels = np.array([CLASS_INDEX[label] for label, _, _ in rows])
+    glyphs = np.stack([np.frombuffer(bytes(g), np.uint8).reshape(28, 28) for _, g, _ in rows])
     predicted = model.predict_proba(glyphs).argmax(axis=1)
-    heldout = ids % settings.FINE_TUNE["HELDOUT_EVERY"] == 0
+    heldout = np.array([bool(h) for _, _, h in rows])
     return {
         "version": model.number,
         "all": _accuracy(predicted, labels),

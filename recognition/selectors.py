@@ -19,6 +19,8 @@ from django.db.models import (
     Value,
     When,
 )
+from django.db.models.functions import Coalesce, Mod
+from django.db.models.lookups import Exact
 
 from training.classes import CLASSES
 from training.models import ModelVersion, TrainingRun
@@ -68,6 +70,60 @@ def corrections_pending() -> QuerySet[Correction]:
 def samples_trainable() -> QuerySet[Sample]:
     """Labelled samples that moderators have not excluded from training."""
     return Sample.objects.exclude(label="").exclude(status=Sample.Status.EXCLUDED)
+
+
+def _label_correction(field: str) -> Subquery:
+    """A field of the correction the sample's label comes from, as ``Sample.derive_label`` picks."""
+    corrections = Correction.objects.filter(sample=OuterRef("pk")).order_by(
+        Case(When(source=Correction.Source.ADMIN, then=Value(0)), default=Value(1)),
+        "-created_at",
+        "-pk",
+    )
+    return Subquery(corrections.values(field)[:1])
+
+
+def samples_replayable() -> QuerySet[Sample]:
+    """Trainable samples whose label the fine-tune gate has not refused.
+
+    Replay trains on a sample in run after run, so a label the gate refused (it
+    may be careless or hostile) must not come back that way; a later correction
+    or a moderator's label of the sample gives it a new chance. ``moderated``
+    marks samples a moderator confirmed or relabelled, the labels trusted most.
+    """
+    return (
+        samples_trainable()
+        # A label set without any correction (none is today) has nothing refused.
+        .annotate(label_state=Coalesce(_label_correction("training_state"), Value("")))
+        .exclude(label_state=Correction.TrainingState.REJECTED)
+        .annotate(
+            moderated=Q(status__in=[Sample.Status.CONFIRMED, Sample.Status.RELABELED]),
+        )
+    )
+
+
+def samples_annotate_heldout(samples: QuerySet[Sample], *, every: int) -> QuerySet[Sample]:
+    """``samples`` with ``in_heldout_share`` and ``heldout``.
+
+    The held-out share is the ids in one bucket of ``every``: replay never draws
+    from it. A correction, though, is learned whatever its sample's bucket, so
+    only the share's samples that no fine-tune has trained on are ``heldout``:
+    none of their corrections was taken by a finished run, whether its candidate
+    was published or refused (a refused version is kept and can be activated).
+    The one lag: a run whose parent was deactivated while it trained leaves its
+    corrections pending, and the next run, queued at once, settles them.
+    """
+    taken_by_a_run = Exists(
+        Correction.objects.filter(
+            sample=OuterRef("pk"),
+            training_state__in=[
+                Correction.TrainingState.TRAINED,
+                Correction.TrainingState.REJECTED,
+            ],
+        )
+    )
+    return samples.annotate(in_heldout_share=Exact(Mod("id", every), 0)).annotate(
+        heldout=Q(in_heldout_share=True) & ~taken_by_a_run
+    )
 
 
 # --- Moderation -------------------------------------------------------------

@@ -254,9 +254,12 @@ FINE_TUNE = {
     "DISTILL": env.float("FINE_TUNE_DISTILL", default=3.0),
     # Share of every batch drawn from the new corrections; the rest is replay.
     "NEW_FRACTION": env.float("FINE_TUNE_NEW_FRACTION", default=0.25),
-    # Replay of earlier labelled user samples, at most this many per class.
+    # Replay of earlier user samples whose label the gate did not refuse, at most this
+    # many per class, moderator-reviewed ones first.
     "REPLAY_PER_CLASS": env.int("FINE_TUNE_REPLAY_PER_CLASS", default=20),
-    # One user sample in this many is held out for evaluation, never trained on.
+    # One user sample in this many (by id) is never replayed; those of them that no
+    # fine-tune has trained on (a correction is learned whatever the sample) are
+    # evaluated on. Changing it moves samples earlier runs replayed into that share.
     "HELDOUT_EVERY": env.int("FINE_TUNE_HELDOUT_EVERY", default=5),
     "HELDOUT_LIMIT": env.int("FINE_TUNE_HELDOUT_LIMIT", default=1000),
     "MAX_SECONDS": env.float("FINE_TUNE_MAX_SECONDS", default=60.0),

@@ -1,15 +1,16 @@
 """Choosing what a fine-tune trains and is judged on.
 
-Three sources: the run's new corrections; a class-balanced replay of earlier
-labelled user samples; and the anchor glyphs stored with the pretrained model.
-One user sample in ``HELDOUT_EVERY`` (by id) is never trained on and joins the
-pretraining hold-out in the fixed evaluation set.
+Three sources: the run's new corrections, learned whatever the sample; a
+class-balanced replay of earlier user samples whose label the gate did not
+refuse; and the anchor glyphs stored with the pretrained model. Replay never
+draws from the held-out share (ids in one bucket of ``HELDOUT_EVERY``); that
+share's samples no fine-tune has trained on join the pretraining hold-out in
+the fixed evaluation set.
 """
 
 from dataclasses import dataclass
 
 import numpy as np
-from django.db.models.functions import Mod
 
 from recognition import selectors
 from recognition.models import Correction
@@ -57,33 +58,37 @@ def new_corrections_set(corrections) -> GlyphSet:
     return _glyph_set(samples.values_list("pk", "label", "glyph"))
 
 
-def _with_bucket(every: int):
-    return selectors.samples_trainable().annotate(bucket=Mod("id", every))
-
-
 def replay_set(*, exclude_ids, per_class: int, every: int, seed: int) -> GlyphSet:
-    """Up to ``per_class`` earlier labelled samples of each class, drawn at random."""
+    """Up to ``per_class`` earlier samples of each class, drawn at random, moderated ones first.
+
+    A moderator's label is the one the product trusts most (it outranks users'
+    labels), so a class's quota takes moderator-reviewed samples before others.
+    """
     candidates = (
-        _with_bucket(every).exclude(bucket=0).exclude(pk__in=exclude_ids).values_list("pk", "label")
+        selectors.samples_annotate_heldout(selectors.samples_replayable(), every=every)
+        .exclude(in_heldout_share=True)
+        .exclude(pk__in=exclude_ids)
+        .order_by("pk")
+        .values_list("pk", "label", "moderated")
     )
-    by_class: dict[str, list[int]] = {}
-    for pk, label in candidates:
-        by_class.setdefault(label, []).append(pk)
+    by_class: dict[str, tuple[list[int], list[int]]] = {}
+    for pk, label, moderated in candidates:
+        by_class.setdefault(label, ([], []))[0 if moderated else 1].append(pk)
     rng = np.random.default_rng(seed)
-    chosen = [
-        int(pk)
-        for pks in by_class.values()
-        for pk in rng.choice(pks, size=min(per_class, len(pks)), replace=False)
-    ]
+    chosen: list[int] = []
+    for moderated, others in by_class.values():
+        first = rng.permutation(moderated)[:per_class]
+        chosen += [int(pk) for pk in first]
+        chosen += [int(pk) for pk in rng.permutation(others)[: per_class - len(first)]]
     rows = selectors.samples_trainable().filter(pk__in=chosen).order_by("pk")
     return _glyph_set(rows.values_list("pk", "label", "glyph"))
 
 
 def heldout_user_set(*, exclude_ids, every: int, limit: int) -> GlyphSet:
-    """The newest held-out labelled user samples (never replayed)."""
+    """The newest held-out samples, none of which any fine-tune has trained on."""
     rows = (
-        _with_bucket(every)
-        .filter(bucket=0)
+        selectors.samples_annotate_heldout(selectors.samples_trainable(), every=every)
+        .filter(heldout=True)
         .exclude(pk__in=exclude_ids)
         .order_by("-pk")
         .values_list("pk", "label", "glyph")[:limit]
