@@ -8,6 +8,12 @@ stays linear) and takes every pending correction at that moment; corrections
 arriving later wait for the next run. The run publishes a new version, active
 only if it passes the gate. Anything that fails leaves its corrections pending,
 and ``training_runs_sweep`` (periodic, and at worker start) re-queues them.
+
+A running run beats its heartbeat between phases and during optimizer steps; one
+silent for ``FINE_TUNE_STALE_SECONDS`` is failed by the sweep, which frees the slot
+for another run on the same corrections. So a run settles itself, its version and
+its corrections only while its row is still running: a run the sweep gave up on
+publishes nothing.
 """
 
 import hashlib
@@ -94,12 +100,35 @@ def _claim(*, run_id: int) -> TrainingRun | None:
     return run
 
 
-def _finish(run: TrainingRun, *, status: str, **fields):
-    run.status = status
-    run.finished_at = timezone.now()
+# Every write of a running run is filtered on its status, so that the UPDATE decides
+# and not a read before it: a sweep in between is never overwritten.
+
+
+def _heartbeat(run: TrainingRun, **fields) -> bool:
+    """Show the sweep that this run's worker is alive; False once the sweep has failed it."""
+    return bool(
+        TrainingRun.objects.filter(pk=run.pk, status=TrainingRun.Status.RUNNING).update(
+            heartbeat_at=timezone.now(), **fields
+        )
+    )
+
+
+def _given_up(run: TrainingRun):
+    logger.warning("Training run %s was failed by the sweep while it ran; it keeps nothing", run.pk)
+    run.refresh_from_db()
+
+
+def _finish(run: TrainingRun, *, status: str, **fields) -> bool:
+    """Settle a running run; False if the sweep failed it meanwhile (its row stays so)."""
+    fields = {"status": status, "finished_at": timezone.now(), **fields}
+    if not TrainingRun.objects.filter(pk=run.pk, status=TrainingRun.Status.RUNNING).update(
+        **fields
+    ):
+        _given_up(run)
+        return False
     for name, value in fields.items():
         setattr(run, name, value)
-    run.save()
+    return True
 
 
 def training_run_execute(*, run_id: int) -> TrainingRun | None:
@@ -227,10 +256,11 @@ def _fine_tune_and_publish(run: TrainingRun):
         raise RuntimeError("no active model version to fine-tune")
     new = replay.new_corrections_set(corrections)
     if not corrections or not len(new):
-        _finish(run, status=TrainingRun.Status.REJECTED, reason="nothing left to learn")
-        Correction.objects.filter(pk__in=[c.pk for c in corrections]).update(
-            training_state=Correction.TrainingState.REJECTED
-        )
+        with transaction.atomic():
+            if _finish(run, status=TrainingRun.Status.REJECTED, reason="nothing left to learn"):
+                Correction.objects.filter(pk__in=[c.pk for c in corrections]).update(
+                    training_state=Correction.TrainingState.REJECTED
+                )
         return
 
     started = time.monotonic()
@@ -251,6 +281,10 @@ def _fine_tune_and_publish(run: TrainingRun):
     )
     fixed = replay.GlyphSet(anchors["eval_glyphs"], anchors["eval_labels"]) + heldout
     replay_pool = anchor_set + user_replay
+    # Steps beat on their own; loading, scoring and gating do not, and on a busy
+    # machine or a cold worker each may take a while: a beat after every phase
+    # keeps the sweep's silence measured per phase instead of across them.
+    _heartbeat(run)
 
     last_beat = [0.0]
 
@@ -258,9 +292,7 @@ def _fine_tune_and_publish(run: TrainingRun):
         now = time.monotonic()
         if now - last_beat[0] >= 0.5 or progress >= 1.0:
             last_beat[0] = now
-            TrainingRun.objects.filter(pk=run.pk).update(
-                progress=round(progress, 3), heartbeat_at=timezone.now()
-            )
+            _heartbeat(run, progress=round(progress, 3))
 
     trunk = _frozen_trunk(parent)
     computed_before = trunk.computed
@@ -273,6 +305,7 @@ def _fine_tune_and_publish(run: TrainingRun):
         count=len(anchors["eval_labels"]),
         max_drop=config["MAX_TOTAL_FORGETTING"],
     )
+    _heartbeat(run)
     # A few dozen steps from one seed may land anywhere within a couple of points of
     # forgetting; a rejected candidate gets another try from a different seed.
     for attempt in range(max(1, config["ATTEMPTS"])):
@@ -298,6 +331,7 @@ def _fine_tune_and_publish(run: TrainingRun):
             root=root,
             trunk=trunk,
         )
+        _heartbeat(run)
         if decision.passed:
             break
     weights = nn.serialize_state(candidate)
@@ -324,13 +358,26 @@ def _fine_tune_and_publish(run: TrainingRun):
         "training_run": run.pk,
         "settings": dict(config.items()),
         "correction_ids": [c.pk for c in corrections],
+        # The version's trained_sample_ids are its corrected samples (the admin counts
+        # them as such); these earlier labelled samples were trained on too, as replay.
+        "replayed_sample_ids": sorted(int(i) for i in user_replay.sample_ids),
     }
     _publish(run, weights, decision.passed, decision.reason, metrics, training_info, new)
 
 
 def _publish(run, weights, passed, reason, metrics, training_info, new):
-    """Store the candidate's weights and settle the run and its corrections in one transaction."""
+    """Store the candidate's weights and settle the run and its corrections in one transaction.
+
+    A run that the sweep failed meanwhile stores nothing: its corrections stay
+    pending for the run the sweep queued, which may already be training them.
+    """
     with transaction.atomic():
+        # Checked first, by a write: its row lock (PostgreSQL), or the IMMEDIATE
+        # transaction (SQLite), keeps the sweep out until this one commits, and no
+        # weights file is written for a run that may not publish.
+        if not _heartbeat(run):
+            _given_up(run)
+            return
         # The row lock makes a rollback that is committing now wait for, or be seen
         # by, this check (PostgreSQL); SQLite's IMMEDIATE transactions already serialize.
         parent_still_active = (
@@ -368,6 +415,34 @@ def _publish(run, weights, passed, reason, metrics, training_info, new):
         # Otherwise they stay pending and train on top of the newly active version.
 
 
+# Runs in a row that could not load the active version before the sweep stops re-queueing.
+_UNLOADABLE_PARENT_RUNS = 3
+
+
+def _active_version_unloadable() -> bool:
+    """Whether the active version's last runs all failed to load its weights (and say so).
+
+    Retrying such a file every sweep only adds a failed run every few seconds; a new
+    correction still tries again, and activating another version starts afresh.
+    """
+    active = ModelVersion.objects.filter(status=ModelVersion.Status.ACTIVE).first()
+    last = TrainingRun.objects.filter(
+        parent_version=active, status__in=TrainingRun.FINISHED
+    ).order_by("-pk")[:_UNLOADABLE_PARENT_RUNS]
+    # training_run_execute records a failure as "<exception type>: <message>".
+    unloadable = f"{registry.WeightsIntegrityError.__name__}:"
+    errors = [run.error for run in last if run.status == TrainingRun.Status.FAILED]
+    if len(errors) < _UNLOADABLE_PARENT_RUNS or not all(e.startswith(unloadable) for e in errors):
+        return False
+    logger.error(
+        "Not re-queueing pending corrections: the last %s runs could not load v%s's weights; "
+        "restore its file or activate another version",
+        _UNLOADABLE_PARENT_RUNS,
+        active.number,
+    )
+    return True
+
+
 def training_runs_sweep() -> dict:
     """Fail runs whose worker died, and make sure pending corrections have a run on its way."""
     stale_before = timezone.now() - timedelta(seconds=settings.FINE_TUNE["STALE_SECONDS"])
@@ -379,7 +454,7 @@ def training_runs_sweep() -> dict:
         error="worker lost: no heartbeat; its corrections go to the next run",
     )
     requeued = None
-    if replay.pending_corrections():
+    if replay.pending_corrections() and not _active_version_unloadable():
         with transaction.atomic():
             run = training_run_request()
         idle = not TrainingRun.objects.filter(status=TrainingRun.Status.RUNNING).exists()

@@ -1,0 +1,155 @@
+"""A fine-tune run against the sweep: real runs, in this process, on the real database.
+
+A slow phase is played by setting the running run's heartbeat back past
+FINE_TUNE_STALE_SECONDS at the end of a real phase; the real sweep then runs
+where a periodic one could have.
+"""
+
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from django.utils import timezone
+
+from recognition import services as recognition_services
+from recognition.models import Correction
+from training import registry, replay, services
+from training.models import ModelVersion, TrainingRun
+
+from .conftest import ONE, SEVEN, ZERO, copy_of, draw_png, misread_handwriting
+
+pytestmark = pytest.mark.slow  # real (short) fine-tunes
+
+
+@pytest.fixture
+def quick(settings):
+    settings.FINE_TUNE = {**settings.FINE_TUNE, "STEPS": 5, "THREADS": 1}
+    return settings.FINE_TUNE
+
+
+def corrected(png: bytes, label: str):
+    """A drawing predicted and corrected through the services, as the API does."""
+    sample = recognition_services.predict_drawing(image_data=png, source="api").sample
+    outcome = recognition_services.correct_sample(sample=sample, label=label, source="api")
+    return sample, outcome
+
+
+def fall_silent():
+    """The running run's last heartbeat is as old as if the phase had taken a minute."""
+    minute_ago = timezone.now() - timedelta(seconds=60)
+    assert TrainingRun.objects.filter(status="running").update(heartbeat_at=minute_ago) == 1
+
+
+def test_a_run_the_sweep_failed_while_it_ran_publishes_nothing(default_model, quick, monkeypatch):
+    sample, outcome = corrected(*misread_handwriting(1)[0])
+    real_gate = services.gate
+    sweeps = []
+
+    def gate_then_sweep(**kwargs):
+        decision = real_gate(**kwargs)
+        fall_silent()
+        sweeps.append(services.training_runs_sweep())
+        return decision
+
+    monkeypatch.setattr(services, "gate", gate_then_sweep)
+    returned = services.training_run_execute(run_id=outcome.training_run.pk)
+    monkeypatch.undo()
+
+    assert sweeps[0]["failed_stale"] == 1
+    run = TrainingRun.objects.get(pk=outcome.training_run.pk)
+    assert run.status == returned.status == "failed" and "worker lost" in run.error
+    assert run.result_version is None
+    assert list(ModelVersion.objects.values_list("pk", "status")) == [(default_model.pk, "active")]
+    correction = Correction.objects.get()
+    assert correction.training_state == "pending"
+
+    # The run the sweep queued takes the correction and settles it.
+    retry = TrainingRun.objects.get(status="queued")
+    retry = services.training_run_execute(run_id=retry.pk)
+    assert list(retry.corrections.all()) == [correction]
+    correction.refresh_from_db()
+    settled = {"succeeded": "trained", "rejected": "rejected"}[retry.status]
+    assert correction.training_state == settled, retry.error
+    assert retry.result_version.trained_sample_ids == [sample.pk]
+
+
+def test_slow_phases_between_steps_do_not_lose_a_live_run(
+    default_model, quick, settings, monkeypatch
+):
+    # No candidate passes, so the run goes through two fine-tunes and two gates.
+    settings.FINE_TUNE = {**quick, "MAX_FORGETTING": -1}
+    _, outcome = corrected(*misread_handwriting(1)[0])
+    real_loading, real_gate, real_fine_tune = (
+        replay.heldout_user_set,
+        services.gate,
+        services.fine_tune,
+    )
+    sweeps = []
+
+    def slow_loading(**kwargs):
+        glyphs = real_loading(**kwargs)
+        fall_silent()
+        return glyphs
+
+    def slow_gate(**kwargs):
+        decision = real_gate(**kwargs)
+        fall_silent()
+        return decision
+
+    def fine_tune_after_a_sweep(*args, **kwargs):
+        sweeps.append(services.training_runs_sweep())
+        return real_fine_tune(*args, **kwargs)
+
+    monkeypatch.setattr(replay, "heldout_user_set", slow_loading)
+    monkeypatch.setattr(services, "gate", slow_gate)
+    monkeypatch.setattr(services, "fine_tune", fine_tune_after_a_sweep)
+    run = services.training_run_execute(run_id=outcome.training_run.pk)
+
+    assert [sweep["failed_stale"] for sweep in sweeps] == [0, 0]
+    assert run.status == "rejected" and "forgetting" in run.reason, run.error
+    run.refresh_from_db()
+    assert run.status == "rejected" and run.metrics["candidates_tried"] == 2
+    assert Correction.objects.get().training_state == "rejected"
+
+
+def test_a_version_records_the_replayed_samples_it_trained_on(default_model, quick):
+    earlier = [corrected(draw_png(strokes), label)[0] for strokes, label in
+               [(ONE, "1"), (SEVEN, "7"), (ZERO, "0")] * 3]  # fmt: skip
+    # An earlier run learned these: they are labelled samples to replay, not new ones.
+    Correction.objects.filter(training_state="pending").update(training_state="trained")
+    new, outcome = corrected(*misread_handwriting(1)[0])
+    run = services.training_run_execute(run_id=outcome.training_run.pk)
+
+    version = run.result_version
+    every = quick["HELDOUT_EVERY"]
+    replayed = sorted(s.pk for s in earlier if s.pk % every)  # one in `every` is held out
+    assert replayed and len(replayed) <= quick["REPLAY_PER_CLASS"]  # so all of them are drawn
+    assert version.training_info["replayed_sample_ids"] == replayed
+    assert version.metrics["trained_on"]["user_replay"] == len(replayed)
+    # trained_sample_ids keeps its meaning: the corrected samples.
+    assert version.trained_sample_ids == [new.pk]
+
+
+def test_the_sweep_stops_requeueing_runs_that_cannot_load_the_active_version(
+    default_model, quick, caplog
+):
+    corrected(*misread_handwriting(1)[0])
+    good_copy = copy_of(default_model)
+    Path(default_model.weights.path).write_bytes(b"not the weights it was published with")
+
+    requeued = []
+    for _ in range(3):
+        run = services.training_run_execute(run_id=TrainingRun.objects.get(status="queued").pk)
+        assert run.status == "failed" and run.error.startswith("WeightsIntegrityError"), run.error
+        sweep = services.training_runs_sweep()
+        requeued.append(TrainingRun.objects.filter(status="queued").exists())
+    assert requeued == [True, True, False]
+    assert sweep["dispatched"] is None
+    assert "could not load v1's weights" in caplog.text
+    assert TrainingRun.objects.count() == 3
+    assert Correction.objects.get().training_state == "pending"
+
+    # Another active version gives the pending correction a run again.
+    registry.version_activate(version=good_copy)
+    assert services.training_runs_sweep()["dispatched"] is not None
+    assert TrainingRun.objects.filter(status="queued").exists()
