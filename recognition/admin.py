@@ -8,12 +8,11 @@ train the model like any other, and status changes land in the admin log.
 from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
-from django.http import FileResponse, Http404, HttpResponse
+from django.http import Http404, HttpResponse
 from django.shortcuts import redirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils import timezone
-from django.utils.cache import patch_cache_control
 from django.utils.decorators import method_decorator
 from django.utils.html import format_html, format_html_join
 from django.views.decorators.http import require_POST
@@ -27,21 +26,7 @@ from training.models import ModelVersion
 from . import charts, dashboard, exports, selectors, services
 from .images import encode_png
 from .models import LABEL_CHOICES, Correction, Prediction, Sample
-
-
-def drawing_response(sample: Sample) -> FileResponse:
-    """Stream a sample's stored PNG, cached only by the viewer's browser: drawings are user data.
-
-    Raises Http404 when the file is gone from storage. The admin and the API serve
-    drawings through this, each behind its own permission.
-    """
-    try:
-        file = sample.image.open("rb")
-    except FileNotFoundError:
-        raise Http404(f"Sample {sample.pk} has no stored drawing.") from None
-    response = FileResponse(file, content_type="image/png")
-    patch_cache_control(response, private=True, max_age=3600)
-    return response
+from .views import drawing_response
 
 
 class PredictedLabelFilter(admin.SimpleListFilter):

@@ -15,8 +15,8 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from recognition import selectors, services
-from recognition.admin import drawing_response
 from recognition.models import Correction, Sample
+from recognition.views import drawing_response
 from training.models import ModelVersion, TrainingRun
 from training.registry import version_activate
 
