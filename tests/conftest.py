@@ -1,5 +1,6 @@
 """Shared fixtures: media in a temporary folder, local caches, models to predict with."""
 
+import copy
 import functools
 import importlib
 import os
@@ -192,6 +193,37 @@ def redis_server(tmp_path_factory):
     server.start()
     yield server
     server.stop()
+
+
+# The caches as recognizer_site/settings.py configures them, before any test swaps them.
+PROJECT_CACHES = copy.deepcopy(settings.CACHES)
+# The Redis cache gets its own database on the test Redis, which `redis_cache` empties
+# around each test; database 0 holds the Celery broker's queues.
+TEST_CACHE_URL = TEST_REDIS_URL.rsplit("/", 1)[0] + "/1"
+
+
+@pytest.fixture
+def redis_cache(isolated_state, redis_server, settings) -> redis.Redis:
+    """The project's default cache on the test Redis, for tests of what must be shared.
+
+    Throttle counts must be one per client across every web process, so their tests
+    count in Redis as production does: the backend, key prefix and socket timeouts
+    are the settings' own, only LOCATION moves to TEST_CACHE_URL (give it to web
+    processes a test starts as CACHE_URL). The database starts and ends empty, so no
+    test sees another's counts. Returns a raw client on that database.
+    """
+    if redis_server.process.poll() is not None:
+        redis_server.start()
+    client = redis.Redis.from_url(TEST_CACHE_URL)
+    client.flushdb()
+    settings.CACHES = {
+        **PROJECT_CACHES,
+        "default": {**PROJECT_CACHES["default"], "LOCATION": TEST_CACHE_URL},
+    }
+    yield client
+    if redis_server.process.poll() is None:
+        client.flushdb()
+    client.close()
 
 
 class WorkerProcess:

@@ -365,7 +365,9 @@ def test_no_active_version_is_404(client, db):
     assert response.status_code == 404 and response.json()["error"]["code"] == "not_found"
 
 
-def test_anonymous_predictions_are_throttled_from_settings(client, default_model, settings):
+def test_anonymous_predictions_are_throttled_from_settings(
+    client, default_model, settings, redis_cache
+):
     settings.REST_FRAMEWORK = {
         **settings.REST_FRAMEWORK,
         "DEFAULT_THROTTLE_RATES": {"anon": "2/min", "user": None},
@@ -375,6 +377,8 @@ def test_anonymous_predictions_are_throttled_from_settings(client, default_model
     assert codes == [201, 201, 429]
     assert predict(client, png).json()["error"]["code"] == "throttled"
     assert Sample.objects.count() == 2
+    # The count lives in Redis under the settings' key prefix, where every process sees it.
+    assert redis_cache.keys() == [b"recognizer:1:throttle_anon_127.0.0.1"]
 
 
 def test_session_users_need_csrf(default_model, staff):

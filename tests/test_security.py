@@ -6,25 +6,42 @@ prediction throttle; these tests cover the rest.
 """
 
 import base64
+import http.client
 import io
+import json
 import os
+import re
+import socket
 import subprocess
 import sys
+import time
+import urllib.parse
 
 import pytest
 import torch
 from django.conf import settings as django_settings
 from django.contrib.auth.models import Permission, User
+from django.core.cache import cache
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.test import Client
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
+from bench.server import Deployment
 from recognition.models import Correction, Sample
 from training import nn, registry
 from training.models import ModelVersion
 
-from .conftest import ONE, SEVEN, copy_of, draw_png
+from .conftest import (
+    ONE,
+    SEVEN,
+    TEST_CACHE_URL,
+    TEST_REDIS_URL,
+    _database_url,
+    copy_of,
+    draw_png,
+)
+from .test_scale_out import call
 
 pytestmark = pytest.mark.django_db
 
@@ -151,7 +168,7 @@ def test_throttle_rates_come_from_the_environment():
     assert _rates_in_a_fresh_process(THROTTLE_ANON="off") == str({"anon": None, "user": "600/min"})
 
 
-def test_anonymous_corrections_are_throttled(default_model, settings):
+def test_anonymous_corrections_are_throttled(default_model, settings, redis_cache):
     settings.REST_FRAMEWORK = {
         **settings.REST_FRAMEWORK,
         "DEFAULT_THROTTLE_RATES": {"anon": "3/min", "user": None},
@@ -162,6 +179,84 @@ def test_anonymous_corrections_are_throttled(default_model, settings):
     codes = [client.post(url, {"label": label}, format="json").status_code for label in "lt7"]
     assert codes == [201, 201, 429]
     assert list(Correction.objects.values_list("label", flat=True).order_by("pk")) == ["l", "t"]
+    assert redis_cache.keys() == [b"recognizer:1:throttle_anon_127.0.0.1"]
+
+
+class HeldPost:
+    """A JSON POST whose first bytes are sent and the rest only on ``finish()``.
+
+    A gunicorn sync worker that accepts it waits in the read, so it cannot take
+    another request until then.
+    """
+
+    def __init__(self, url: str, path: str, body: dict):
+        address = urllib.parse.urlsplit(url)
+        data = json.dumps(body).encode()
+        request = (
+            f"POST {path} HTTP/1.1\r\nHost: {address.netloc}\r\n"
+            f"Content-Type: application/json\r\nContent-Length: {len(data)}\r\n"
+            "Connection: close\r\n\r\n"
+        ).encode() + data
+        self.sock = socket.create_connection((address.hostname, address.port), timeout=60)
+        self.sock.sendall(request[:8])
+        self.rest = request[8:]
+
+    def finish(self) -> tuple[int, dict]:
+        try:
+            self.sock.sendall(self.rest)
+            response = http.client.HTTPResponse(self.sock)
+            response.begin()
+            return response.status, json.loads(response.read())
+        finally:
+            self.sock.close()
+
+
+@pytest.mark.slow
+@pytest.mark.django_db(transaction=True)
+def test_gunicorn_workers_share_one_anonymous_throttle_budget(redis_cache, settings):
+    """Two workers of one gunicorn, one Redis: 3/min is three requests, not three per worker."""
+    with Deployment(
+        DATABASE_URL=_database_url(),
+        MEDIA_ROOT=settings.MEDIA_ROOT,
+        REDIS_URL=TEST_REDIS_URL,
+        CACHE_URL=TEST_CACHE_URL,
+        THROTTLE_ANON="3/min",
+    ) as site:
+        url = site.start_web(workers=2, access_log=True)
+        body = {"image": base64.b64encode(draw_png(ONE)).decode()}
+        answers = {}
+        # One request at a time (DRF reads then writes the count, so simultaneous ones
+        # can slip through), each pair on both workers: the held request is first in
+        # the accept queue, so one worker takes it and waits, and the other must answer
+        # the free one; then the held one finishes. Per-worker counts would allow all six.
+        for pair in range(3):
+            held = HeldPost(url, f"/api/predictions/?held{pair}", body)
+            answers[f"free{pair}"] = call(url, f"/api/predictions/?free{pair}", body)
+            answers[f"held{pair}"] = held.finish()
+        assert [status for status, _ in answers.values()] == [201] * 3 + [429] * 3, answers
+        for status, answer in answers.values():
+            if status == 429:
+                assert answer["error"]["code"] == "throttled", answer
+                assert set(answer) == {"error"} and set(answer["error"]) == {"code", "message"}
+
+        # Which worker answered which request: gunicorn logs it after each response.
+        def served_by() -> dict[str, str]:
+            log = (site.dir / "web.log").read_text()
+            pattern = r'^<(\d+)> "POST /api/predictions/\?(\w+) '
+            return {tag: pid for pid, tag in re.findall(pattern, log, re.M)}
+
+        deadline = time.monotonic() + 10
+        while len(workers := served_by()) < len(answers):
+            assert time.monotonic() < deadline, (site.dir / "web.log").read_text()
+            time.sleep(0.1)
+    assert all(workers[f"free{pair}"] != workers[f"held{pair}"] for pair in range(3)), workers
+    pids_by_status: dict[int, set[str]] = {}
+    for tag, (status, _) in answers.items():
+        pids_by_status.setdefault(status, set()).add(workers[tag])
+    # Both workers let requests in, and both turned requests away.
+    assert len(pids_by_status[201]) == 2 and pids_by_status[429] == pids_by_status[201], workers
+    # The one count is in the test Redis, readable through the settings' own cache.
+    assert len(cache.get("throttle_anon_127.0.0.1")) == 3
 
 
 # --- Uploads and weights ------------------------------------------------------
