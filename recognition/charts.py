@@ -42,8 +42,9 @@ def confusion_matrix_png(confusion: list[list[int]], *, title: str) -> bytes:
     return _png(figure)
 
 
-def accuracy_over_versions_png(rows: list[dict]) -> bytes:
-    """Overall, digit and letter accuracy per version number; rows: number, overall, ..."""
+def accuracy_over_versions_png(rows: list[dict], *, measure: str) -> bytes:
+    """Overall, digit and letter accuracy per version number, all by one ``measure`` (the
+    axis says which); rows: number, active, overall, digits, letters."""
     figure = Figure(figsize=(8, 3.6), dpi=100, layout="constrained")
     axes = figure.add_subplot()
     numbers = [row["number"] for row in rows]
@@ -54,7 +55,7 @@ def accuracy_over_versions_png(rows: list[dict]) -> bytes:
         if row["active"]:
             axes.axvline(row["number"], color="grey", linewidth=0.8, linestyle=":")
     axes.set_xlabel("model version")
-    axes.set_ylabel("accuracy on its evaluation set (%)")
+    axes.set_ylabel(f"{measure} (%)")
     if numbers:
         axes.set_xticks(numbers)
     axes.grid(alpha=0.3)

@@ -7,7 +7,7 @@ from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.html import format_html, format_html_join
 
-from recognition import charts
+from recognition import charts, dashboard
 
 from .classes import CLASSES
 from .models import ModelVersion, TrainingRun
@@ -55,6 +55,7 @@ class ModelVersionAdmin(ReadOnlyAdmin):
         "digits",
         "letters",
         "forgetting",
+        "own_evaluation",
         "trained_on",
         "created_at",
         "activated_at",
@@ -69,17 +70,33 @@ class ModelVersionAdmin(ReadOnlyAdmin):
     def has_activate_permission(self, request):
         return request.user.has_perm("training.change_modelversion")
 
-    @admin.display(description="overall")
+    def get_queryset(self, request):
+        return dashboard.versions_annotate_gate_scores(super().get_queryset(request))
+
+    # Every version by one measure, as on the dashboard: see dashboard.MEASURE.
+    @admin.display(description="overall, gate's fixed set")
     def overall(self, version):
-        return _percent(version.metrics.get("overall"))
+        return _percent(dashboard.version_gate_scores(version)["overall"])
 
-    @admin.display(description="digits")
+    @admin.display(description="digits, gate's fixed set")
     def digits(self, version):
-        return _percent(version.metrics.get("digits"))
+        return _percent(dashboard.version_gate_scores(version)["digits"])
 
-    @admin.display(description="letters")
+    @admin.display(description="letters, gate's fixed set")
     def letters(self, version):
-        return _percent(version.metrics.get("letters"))
+        return _percent(dashboard.version_gate_scores(version)["letters"])
+
+    @admin.display(description="own evaluation")
+    def own_evaluation(self, version):
+        """What the version recorded when it was made: a pretrained one, its pretraining report."""
+        metrics = version.metrics
+        if metrics.get("overall") is None:
+            return "not recorded"
+        if version.training_info.get("kind") == "pretrain":
+            images = "pretraining held-out images"
+        else:
+            images = "images of the gate's fixed set"
+        return f"{_percent(metrics['overall'])} of {metrics.get('count', '?')} {images}"
 
     @admin.display(description="forgetting")
     def forgetting(self, version):

@@ -44,19 +44,24 @@ class TrainingBusy(Exception):
 
 def training_run_request() -> TrainingRun:
     """Return the queued run that will take every pending correction, creating it if needed."""
+    return _queued_run()[0]
+
+
+def _queued_run() -> tuple[TrainingRun, bool]:
+    """The queued run, and whether this call created it (its task is sent on commit)."""
     # On PostgreSQL our insert can lose to a concurrent request's run, which a worker
     # may claim before we look it up: then no run is queued and we create one after all.
     for _ in range(3):
         run = TrainingRun.objects.filter(status=TrainingRun.Status.QUEUED).first()
         if run is not None:
-            return run
+            return run, False
         try:
             with transaction.atomic():
                 run = TrainingRun.objects.create(status=TrainingRun.Status.QUEUED)
         except IntegrityError:
             continue
         transaction.on_commit(partial(training_run_dispatch, run_id=run.pk))
-        return run
+        return run, True
     raise RuntimeError("no queued training run could be found or created")
 
 
@@ -300,6 +305,7 @@ def _fine_tune_and_publish(run: TrainingRun):
     parent_key = (parent_version.sha256, fixed_digest)
     if parent_key not in _fixed_scores:
         _remember_fixed_score(parent_key, trunk.evaluate(parent, fixed.glyphs, fixed.labels))
+    parent_fixed = _fixed_scores[parent_key]
     root = RootBound(
         accuracy=_root_accuracy(parent_version, anchors, trunk),
         count=len(anchors["eval_labels"]),
@@ -327,7 +333,7 @@ def _fine_tune_and_publish(run: TrainingRun):
             new_glyphs=new.glyphs,
             new_labels=new.labels,
             max_forgetting=config["MAX_FORGETTING"],
-            parent_fixed=_fixed_scores[parent_key],
+            parent_fixed=parent_fixed,
             root=root,
             trunk=trunk,
         )
@@ -339,6 +345,10 @@ def _fine_tune_and_publish(run: TrainingRun):
     _remember_fixed_score(candidate_key, decision.candidate_fixed)
     metrics = {
         **decision.metrics,
+        # With the gate's parent_overall: a pretrained parent's only figures on this set,
+        # which the dashboard and admin show it by (its own metrics are on another set).
+        "parent_digits": parent_fixed["digits"],
+        "parent_letters": parent_fixed["letters"],
         "fixed_set": {
             "anchors": len(anchors["eval_labels"]),
             "user_heldout": len(heldout),
@@ -455,12 +465,17 @@ def training_runs_sweep() -> dict:
     )
     requeued = None
     if replay.pending_corrections() and not _active_version_unloadable():
-        with transaction.atomic():
-            run = training_run_request()
-        idle = not TrainingRun.objects.filter(status=TrainingRun.Status.RUNNING).exists()
-        waited = timezone.now() - run.created_at > timedelta(seconds=5)
-        # A queued run whose message never went out, or was lost with its worker.
-        if not run.task_id or (idle and waited):
-            training_run_dispatch(run_id=run.pk)
+        run, created = _queued_run()
+        if created:
+            # Its task is sent when this commits (at once outside a transaction), which
+            # records its task_id in the row, not in this copy: checking this copy's
+            # task_id below would send it a second time.
             requeued = run.pk
+        else:
+            idle = not TrainingRun.objects.filter(status=TrainingRun.Status.RUNNING).exists()
+            waited = timezone.now() - run.created_at > timedelta(seconds=5)
+            # A queued run whose message never went out, or was lost with its worker.
+            if not run.task_id or (idle and waited):
+                training_run_dispatch(run_id=run.pk)
+                requeued = run.pk
     return {"failed_stale": failed, "dispatched": requeued}
