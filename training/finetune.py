@@ -128,9 +128,15 @@ class FrozenTrunk:
             return nn.served_proba(model, glyphs)
         if len(glyphs) == 0:
             return np.zeros((0, nn.NUM_CLASSES), np.float32)
-        head = model.classifier.eval()
-        with torch.inference_mode():
-            return F.softmax(head(self.features(glyphs)), dim=1).numpy().astype(np.float32)
+        return self.head_proba(model, self.features(glyphs)).numpy()
+
+    def head_proba(self, model: torch.nn.Module, features: torch.Tensor) -> torch.Tensor:
+        """The model's head on features from this trunk: class probabilities (N, 36).
+
+        no_grad, not inference_mode: a fine-tune distils towards these tensors.
+        """
+        with torch.no_grad():
+            return F.softmax(model.classifier.eval()(features), dim=1)
 
     def evaluate(self, model: torch.nn.Module, glyphs: np.ndarray, labels: np.ndarray) -> dict:
         """``nn.evaluate``'s figures, from the remembered features where the trunk is shared."""
@@ -172,7 +178,7 @@ def fine_tune(
         # the corrections are augmented afresh at every step.
         replay_inputs = trunk.features(replay_glyphs)
         if distill:
-            replay_teaching = torch.from_numpy(trunk.predict_proba(model, replay_glyphs))
+            replay_teaching = trunk.head_proba(model, replay_inputs)
         network = candidate.classifier.train()
 
         def batch(new_pick, replay_pick):

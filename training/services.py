@@ -109,13 +109,15 @@ def _claim(*, run_id: int) -> TrainingRun | None:
 # and not a read before it: a sweep in between is never overwritten.
 
 
+def _update_running(run: TrainingRun, **fields) -> bool:
+    """Write ``fields`` to the run's row if it is still running; False once the sweep failed it."""
+    running = TrainingRun.objects.filter(pk=run.pk, status=TrainingRun.Status.RUNNING)
+    return bool(running.update(**fields))
+
+
 def _heartbeat(run: TrainingRun, **fields) -> bool:
     """Show the sweep that this run's worker is alive; False once the sweep has failed it."""
-    return bool(
-        TrainingRun.objects.filter(pk=run.pk, status=TrainingRun.Status.RUNNING).update(
-            heartbeat_at=timezone.now(), **fields
-        )
-    )
+    return _update_running(run, heartbeat_at=timezone.now(), **fields)
 
 
 def _given_up(run: TrainingRun):
@@ -126,9 +128,7 @@ def _given_up(run: TrainingRun):
 def _finish(run: TrainingRun, *, status: str, **fields) -> bool:
     """Settle a running run; False if the sweep failed it meanwhile (its row stays so)."""
     fields = {"status": status, "finished_at": timezone.now(), **fields}
-    if not TrainingRun.objects.filter(pk=run.pk, status=TrainingRun.Status.RUNNING).update(
-        **fields
-    ):
+    if not _update_running(run, **fields):
         _given_up(run)
         return False
     for name, value in fields.items():
