@@ -3,11 +3,13 @@
 from pathlib import Path
 
 import numpy as np
+import pytest
 import torch
 
-from training import nn
+from training import nn, pretraining
 from training.augment import augment_batch
 from training.classes import NUM_CLASSES
+from training.datasets import GlyphData
 
 DEFAULT_WEIGHTS = (
     Path(__file__).resolve().parent.parent / "training" / "default_model" / "weights.pt"
@@ -84,3 +86,21 @@ def test_the_serving_copy_folds_batchnorm_and_predicts_the_same():
     assert np.allclose(nn.predict_proba(model, glyphs), nn.predict_proba(served, glyphs), atol=1e-5)
     assert model.features[1].running_mean.abs().sum() > 0  # the original is left as it was
     assert not set(map(id, served.parameters())) & set(map(id, model.parameters()))  # shares none
+
+
+def test_pretraining_in_each_precision_gives_a_float32_servable_model():
+    glyphs = random_glyphs(64)
+    data = GlyphData(glyphs, np.arange(64) % NUM_CLASSES, [f"g{i}" for i in range(64)])
+    untrained = nn.build_model().state_dict()
+    for precision in ("fp32", "bf16"):
+        model = pretraining.pretrain(
+            data, epochs=1, batch_size=16, lr=1e-3, seed=0, precision=precision, progress=False
+        )
+        weights = model.features[0].weight
+        assert weights.dtype == torch.float32 and weights.is_contiguous()
+        assert not torch.equal(weights, untrained["features.0.weight"])
+        served = nn.deserialize_state(nn.serialize_state(model))
+        assert np.allclose(nn.predict_proba(model, glyphs), nn.predict_proba(served, glyphs))
+    assert pretraining.training_precision("auto") in ("bf16", "fp32")
+    with pytest.raises(ValueError, match="precision"):
+        pretraining.training_precision("fp8")

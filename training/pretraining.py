@@ -14,6 +14,21 @@ from .datasets import GlyphData, class_balanced_weights
 
 ANCHORS_PER_CLASS = 50
 DEFAULT_BALANCE = 0.25
+PRECISIONS = ("auto", "bf16", "fp32")
+
+
+def training_precision(requested: str = "auto") -> str:
+    """``bf16`` autocast where the CPU computes bfloat16 natively (oneDNN), else ``fp32``.
+
+    On this project's machines (AVX512-BF16) a bf16 training step runs about twice
+    as fast and reaches the same accuracy; without native support bf16 is emulated
+    and slower. Weights and the optimizer stay float32 either way, and serving is float32.
+    """
+    if requested not in PRECISIONS:
+        raise ValueError(f"unknown precision {requested!r}; choose one of {', '.join(PRECISIONS)}")
+    if requested != "auto":
+        return requested
+    return "bf16" if torch.ops.mkldnn._is_mkldnn_bf16_supported() else "fp32"
 
 
 def sampling_weights(labels: np.ndarray, *, balance: float) -> np.ndarray:
@@ -34,14 +49,20 @@ def pretrain(
     lr: float,
     seed: int,
     balance: float = DEFAULT_BALANCE,
+    precision: str = "auto",
     threads: int = 2,
     progress: bool = True,
 ) -> torch.nn.Module:
-    """Train a fresh network with augmentation, balanced sampling and a one-cycle schedule."""
+    """Train a fresh network with augmentation, balanced sampling and a one-cycle schedule.
+
+    Batches are channels-last, which takes oneDNN's fast convolutions (about 1.5x
+    faster a step), and run under ``training_precision(precision)``.
+    """
     torch.set_num_threads(threads)
     torch.manual_seed(seed)
     generator = torch.Generator().manual_seed(seed)
-    model = nn.build_model()
+    autocast = training_precision(precision) == "bf16"
+    model = nn.build_model().to(memory_format=torch.channels_last)
     x_all = nn.glyphs_to_tensor(train.glyphs)
     y_all = torch.as_tensor(train.labels, dtype=torch.long)
     weights = torch.as_tensor(sampling_weights(train.labels, balance=balance))
@@ -61,10 +82,11 @@ def pretrain(
         running_loss = 0.0
         for _ in bar:
             index = torch.multinomial(weights, batch_size, replacement=True, generator=generator)
-            x = augment_batch(x_all[index], generator)
+            x = augment_batch(x_all[index], generator).contiguous(memory_format=torch.channels_last)
             y = y_all[index]
-            logits = model(x)
-            loss = F.cross_entropy(logits, y, label_smoothing=0.05)
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
+                logits = model(x)
+            loss = F.cross_entropy(logits.float(), y, label_smoothing=0.05)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
@@ -73,7 +95,7 @@ def pretrain(
             seen += len(y)
             correct += int((logits.argmax(1) == y).sum())
             bar.set_postfix(loss=f"{running_loss:.3f}", acc=f"{correct / seen:.3f}")
-    return model.eval()
+    return model.to(memory_format=torch.contiguous_format).eval()
 
 
 def confused_pairs(confusion: list[list[int]], top: int = 10) -> list[dict]:

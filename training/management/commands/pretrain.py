@@ -49,6 +49,12 @@ class Command(BaseCommand):
             default=pretraining.DEFAULT_BALANCE,
             help="Share of class-balanced sampling; the rest follows natural frequency.",
         )
+        parser.add_argument(
+            "--precision",
+            choices=pretraining.PRECISIONS,
+            default="auto",
+            help="Training arithmetic: auto takes bf16 autocast where the CPU has native bf16.",
+        )
         parser.add_argument("--threads", type=int, default=2)
         parser.add_argument(
             "--limit",
@@ -82,6 +88,7 @@ class Command(BaseCommand):
             lr=options["lr"],
             seed=options["seed"],
             balance=options["balance"],
+            precision=options["precision"],
             threads=options["threads"],
             progress=options["verbosity"] > 0,
         )
@@ -103,6 +110,7 @@ class Command(BaseCommand):
             "lr": options["lr"],
             "seed": options["seed"],
             "balance": options["balance"],
+            "precision": pretraining.training_precision(options["precision"]),
             "threads": options["threads"],
             "duration_seconds": duration,
             "torch": torch.__version__,
