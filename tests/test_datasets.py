@@ -164,6 +164,14 @@ def test_the_split_is_deterministic_and_disjoint(tmp_path):
     assert len(train) + len(heldout) == len(data)
     assert 0.08 < len(heldout) / len(data) < 0.22
 
+    rest, validation = datasets.split_validation(train)
+    assert (rest.names, validation.names) == tuple(
+        part.names for part in datasets.split_validation(train)
+    )
+    assert not set(rest.names) & set(validation.names)
+    assert len(rest) + len(validation) == len(train)
+    assert 0.01 < len(validation) / len(train) < 0.1
+
 
 def test_class_balanced_weights_give_each_class_the_same_share():
     labels = np.array([0] * 90 + [10] * 10)

@@ -8,7 +8,7 @@ import torch
 
 from training import nn, pretraining
 from training.augment import augment_batch
-from training.classes import NUM_CLASSES
+from training.classes import CLASS_INDEX, NUM_CLASSES
 from training.datasets import GlyphData
 
 DEFAULT_WEIGHTS = (
@@ -104,3 +104,27 @@ def test_pretraining_in_each_precision_gives_a_float32_servable_model():
     assert pretraining.training_precision("auto") in ("bf16", "fp32")
     with pytest.raises(ValueError, match="precision"):
         pretraining.training_precision("fp8")
+
+
+def test_the_digit_prior_is_the_largest_the_letter_floor_allows_and_is_served():
+    model = nn.build_model().eval()
+    output = model.classifier[-1]
+    with torch.no_grad():
+        output.weight.zero_()
+        output.bias.fill_(-1.0)
+        output.bias[CLASS_INDEX["1"]] = 0.0  # every glyph reads "a"; "1" is one logit behind
+        output.bias[CLASS_INDEX["a"]] = 1.0
+    labels = np.array([CLASS_INDEX["1"]] * 10 + [CLASS_INDEX["a"]] * 10)
+    validation = GlyphData(random_glyphs(20), labels, [f"g{i}" for i in range(20)])
+
+    chosen = pretraining.choose_digit_prior(model, validation, letter_floor=0.5)
+    assert chosen["digit_prior"] == 0.75  # at 1.0 the tie goes to the digit "1": letters fall to 0
+    assert chosen["validation_letters"] == 1.0 and chosen["validation_digits"] == 0.0
+    assert pretraining.choose_digit_prior(model, validation, letter_floor=0.0)["digit_prior"] == 3.0
+    digits_only = validation.subset(labels == CLASS_INDEX["1"])
+    assert pretraining.choose_digit_prior(model, digits_only, letter_floor=0.0)["digit_prior"] == 0
+
+    pretraining.add_digit_prior(model, 0.75)
+    assert set(nn.served_proba(model, validation.glyphs).argmax(1)) == {CLASS_INDEX["a"]}
+    pretraining.add_digit_prior(model, 0.5)
+    assert set(nn.served_proba(model, validation.glyphs).argmax(1)) == {CLASS_INDEX["1"]}

@@ -39,7 +39,7 @@ class Command(BaseCommand):
             help="Where MNIST and EMNIST are downloaded when no local data is given.",
         )
         parser.add_argument("--cache-dir", default=str(settings.VAR_DIR / "cache"))
-        parser.add_argument("--epochs", type=int, default=8)
+        parser.add_argument("--epochs", type=int, default=20)
         parser.add_argument("--batch-size", type=int, default=128)
         parser.add_argument("--lr", type=float, default=3e-3)
         parser.add_argument("--seed", type=int, default=0)
@@ -54,6 +54,12 @@ class Command(BaseCommand):
             choices=pretraining.PRECISIONS,
             default="auto",
             help="Training arithmetic: auto takes bf16 autocast where the CPU has native bf16.",
+        )
+        parser.add_argument(
+            "--letter-floor",
+            type=float,
+            default=pretraining.DEFAULT_LETTER_FLOOR,
+            help="Validation letter accuracy the digit prior must keep (1 turns the prior off).",
         )
         parser.add_argument("--threads", type=int, default=2)
         parser.add_argument(
@@ -76,7 +82,7 @@ class Command(BaseCommand):
     def handle(self, *args, **options):
         started = time.monotonic()
         cache = Path(options["cache_dir"])
-        train_parts, eval_sets, sources = self._load(options, cache)
+        train_parts, validation_parts, eval_sets, sources = self._load(options, cache)
         train = datasets.GlyphData.concat(train_parts)
         if not len(train):
             raise CommandError("No training images found.")
@@ -92,6 +98,13 @@ class Command(BaseCommand):
             threads=options["threads"],
             progress=options["verbosity"] > 0,
         )
+        prior = pretraining.choose_digit_prior(
+            model,
+            datasets.GlyphData.concat(validation_parts),
+            letter_floor=options["letter_floor"],
+        )
+        pretraining.add_digit_prior(model, prior["digit_prior"])
+        self._print_prior(prior)
         heldout = datasets.GlyphData.concat(list(eval_sets.values()))
         sets = pretraining.report(model, eval_sets)
         headline = nn.evaluate(model, heldout.glyphs, heldout.labels)
@@ -110,6 +123,7 @@ class Command(BaseCommand):
             "lr": options["lr"],
             "seed": options["seed"],
             "balance": options["balance"],
+            "digit_prior": prior,
             "precision": pretraining.training_precision(options["precision"]),
             "threads": options["threads"],
             "duration_seconds": duration,
@@ -132,7 +146,15 @@ class Command(BaseCommand):
 
     def _load(self, options, cache):
         limit, seed = options["limit"], options["seed"]
-        train_parts, eval_sets, sources = [], {}, {}
+        train_parts, validation_parts, eval_sets, sources = [], [], {}, {}
+
+        def add_training(data: datasets.GlyphData, source: str):
+            train, validation = datasets.split_validation(data.limit(limit, seed))
+            # The validation side keeps what the held-out side has: uppercase look-alikes too.
+            train_parts.append(datasets.drop_uppercase_digit_lookalikes(train))
+            validation_parts.append(validation)
+            sources[source] = len(train_parts[-1])
+
         local = options["mnist_root"] or options["emnist_root"] or options["data_dir"]
         mnist_root = options["mnist_root"] or (None if local else options["download_dir"])
         emnist_root = options["emnist_root"] or (None if local else options["download_dir"])
@@ -141,31 +163,27 @@ class Command(BaseCommand):
                 mnist = datasets.load_mnist(
                     mnist_root, train=True, download=not local, cache_dir=cache
                 )
-                train_parts.append(mnist.limit(limit, seed))
+                add_training(mnist, "mnist")
                 eval_sets["mnist_test"] = datasets.load_mnist(
                     mnist_root, train=False, download=not local, cache_dir=cache
                 )
-                sources["mnist"] = len(train_parts[-1])
             if emnist_root:
                 emnist = datasets.load_emnist_letters(
                     emnist_root, train=True, download=not local, cache_dir=cache
                 )
-                train_parts.append(emnist.limit(limit, seed))
+                add_training(emnist, "emnist_letters")
                 eval_sets["emnist_test"] = datasets.load_emnist_letters(
                     emnist_root, train=False, download=not local, cache_dir=cache
                 )
-                sources["emnist_letters"] = len(train_parts[-1])
             for data_dir in options["data_dir"]:
                 folder = datasets.load_image_folder(data_dir, cache_dir=cache)
                 folder_train, folder_heldout = datasets.split_heldout(folder)
-                folder_train = datasets.drop_uppercase_digit_lookalikes(folder_train)
-                train_parts.append(folder_train.limit(limit, seed))
-                sources[data_dir] = len(train_parts[-1])
+                add_training(folder_train, data_dir)
                 for group, members in _groups(folder_heldout).items():
                     eval_sets[f"{Path(data_dir).name}/{group}"] = folder_heldout.subset(members)
         except datasets.DatasetUnavailable as error:
             raise CommandError(str(error)) from None
-        return train_parts, eval_sets, sources
+        return train_parts, validation_parts, eval_sets, sources
 
     def _export(self, folder: Path, version, weights: bytes, anchors: bytes):
         folder.mkdir(parents=True, exist_ok=True)
@@ -180,6 +198,17 @@ class Command(BaseCommand):
         }
         (folder / "version.json").write_text(json.dumps(description, indent=1) + "\n")
         self.stdout.write(f"Exported to {folder}")
+
+    def _print_prior(self, prior: dict):
+        if "validation_letters" not in prior:
+            self.stdout.write("Digit prior 0 (no validation digits and letters to weigh).")
+            return
+        self.stdout.write(
+            f"Digit prior {prior['digit_prior']:.2f}: on {prior['validation']} validation images, "
+            f"digits {100 * prior['validation_digits']:.2f}%, "
+            f"letters {100 * prior['validation_letters']:.2f}% "
+            f"(floor {100 * prior['letter_floor']:.0f}%)"
+        )
 
     def _print_report(self, version, sets, duration, activated):
         def pct(value):
