@@ -41,6 +41,8 @@ SETTINGS = [
         "new_fraction": 0.125,
     },
     {"trainable": "head", "learning_rate": 3e-4, "steps": 30, "distill": 10.0},
+    {"trainable": "head", "learning_rate": 6e-4, "steps": 30},
+    {"trainable": "head", "learning_rate": 1e-3, "steps": 30},
     {"trainable": "head", "learning_rate": 3e-4, "steps": 60},
     {"trainable": "head", "learning_rate": 1e-4, "steps": 60},
 ]

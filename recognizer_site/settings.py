@@ -240,7 +240,9 @@ CELERY_BEAT_SCHEDULE = {
 
 # --- Online learning (see training/services.py) ---------------------------
 FINE_TUNE = {
-    "STEPS": env.int("FINE_TUNE_STEPS", default=30),
+    # glyphnet-v2's head took 60 steps to learn the corrections 30 learned for v1's
+    # (bench/finetune_configs.py, docs/online-learning.md).
+    "STEPS": env.int("FINE_TUNE_STEPS", default=60),
     # 32 learned as many real corrections as 64 in two thirds of the time
     # (bench/finetune_configs.py, docs/online-learning.md).
     "BATCH_SIZE": env.int("FINE_TUNE_BATCH_SIZE", default=32),

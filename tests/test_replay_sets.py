@@ -26,8 +26,8 @@ def correct(sample: Sample, label: str) -> Correction:
 
 
 def fine_tune(settings, **overrides):
-    """Run the queued fine-tune here, for real, on short settings."""
-    settings.FINE_TUNE = {**settings.FINE_TUNE, "STEPS": 10, "THREADS": 1, **overrides}
+    """Run the queued fine-tune here, for real, on the production settings and one thread."""
+    settings.FINE_TUNE = {**settings.FINE_TUNE, "THREADS": 1, **overrides}
     run = training_run_execute(run_id=training_run_request().pk)
     run.refresh_from_db()
     return run

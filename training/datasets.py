@@ -227,20 +227,19 @@ def split_heldout(data: GlyphData) -> tuple[GlyphData, GlyphData]:
     return data.subset(~heldout), data.subset(heldout)
 
 
+def is_validation(name: str) -> bool:
+    """Deterministic validation share of a training side, by another hash of the path."""
+    digest = hashlib.sha1(f"validation:{name}".encode()).digest()
+    return int.from_bytes(digest[:4], "big") / 2**32 < VALIDATION_SHARE
+
+
 def split_validation(data: GlyphData) -> tuple[GlyphData, GlyphData]:
-    """(train, validation) of a training side by another hash of each image's name.
+    """(train, validation) of a training side by hashing each image's name.
 
     Validation images are never trained on, and are not the held-out ones that
     reports are made on, so what is chosen on them does not flatter the report.
     """
-    validation = np.array(
-        [
-            int.from_bytes(hashlib.sha1(f"validation:{name}".encode()).digest()[:4], "big") / 2**32
-            < VALIDATION_SHARE
-            for name in data.names
-        ],
-        dtype=bool,
-    )
+    validation = np.array([is_validation(name) for name in data.names], dtype=bool)
     return data.subset(~validation), data.subset(validation)
 
 
