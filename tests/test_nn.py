@@ -128,3 +128,10 @@ def test_the_digit_prior_is_the_largest_the_letter_floor_allows_and_is_served():
     assert set(nn.served_proba(model, validation.glyphs).argmax(1)) == {CLASS_INDEX["a"]}
     pretraining.add_digit_prior(model, 0.5)
     assert set(nn.served_proba(model, validation.glyphs).argmax(1)) == {CLASS_INDEX["1"]}
+
+
+def test_default_epochs_show_the_same_number_of_images_whatever_the_data():
+    mnist_and_handwriting, mnist_and_emnist = 69_858, 175_560  # training sides, validation out
+    assert pretraining.default_epochs(mnist_and_handwriting) == 20
+    assert pretraining.default_epochs(mnist_and_emnist) == 8
+    assert pretraining.default_epochs(10_000_000) == 1
