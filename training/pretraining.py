@@ -33,6 +33,7 @@ def training_precision(requested: str = "auto") -> str:
         raise ValueError(f"unknown precision {requested!r}; choose one of {', '.join(PRECISIONS)}")
     if requested != "auto":
         return requested
+    # PyTorch's own test of oneDNN bf16 support (AVX512-BF16 or AMX); there is no public one.
     return "bf16" if torch.ops.mkldnn._is_mkldnn_bf16_supported() else "fp32"
 
 
