@@ -3,6 +3,7 @@
 import json
 
 import pytest
+import torch
 from django.core.management import CommandError, call_command
 from torchvision.datasets import MNIST
 
@@ -37,6 +38,9 @@ def test_tiny_pretrain_creates_an_active_version_with_metrics(tmp_path):
     assert "mnist_test" in version.metrics["sets"]
     assert version.training_info["kind"] == "pretrain" and version.training_info["epochs"] == 1
     assert registry.weights_sha256(registry.read_verified_weights(version)) == version.sha256
+    stored = torch.load(version.weights.path, weights_only=True)
+    assert {t.dtype for t in stored.values() if t.is_floating_point()} == {torch.float16}
+    assert registry.version_load_model(version).features[0].weight.dtype == torch.float32
     anchors = registry.version_load_anchors(version)
     assert anchors["anchor_glyphs"].shape[1:] == (28, 28) and len(anchors["eval_labels"]) > 0
     exported = json.loads((tmp_path / "export" / "version.json").read_text())

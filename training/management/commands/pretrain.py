@@ -112,6 +112,9 @@ class Command(BaseCommand):
         )
         pretraining.add_digit_prior(model, prior["digit_prior"])
         self._print_prior(prior)
+        # Pretrained versions are stored at half precision; report on the weights as stored.
+        weights = nn.serialize_state(model, half=True)
+        model = nn.deserialize_state(weights)
         heldout = datasets.GlyphData.concat(list(eval_sets.values()))
         sets = pretraining.report(model, eval_sets)
         headline = nn.evaluate(model, heldout.glyphs, heldout.labels)
@@ -136,7 +139,6 @@ class Command(BaseCommand):
             "duration_seconds": duration,
             "torch": torch.__version__,
         }
-        weights = nn.serialize_state(model)
         anchors = pretraining.anchor_set(train, heldout, seed=options["seed"])
         has_active = ModelVersion.objects.filter(status=ModelVersion.Status.ACTIVE).exists()
         activate = options["activate"] or not (options["no_activate"] or has_active)
