@@ -122,7 +122,8 @@ def test_the_digit_prior_is_the_largest_the_letter_floor_allows_and_is_served():
     assert chosen["validation_letters"] == 1.0 and chosen["validation_digits"] == 0.0
     assert pretraining.choose_digit_prior(model, validation, letter_floor=0.0)["digit_prior"] == 3.0
     digits_only = validation.subset(labels == CLASS_INDEX["1"])
-    assert pretraining.choose_digit_prior(model, digits_only, letter_floor=0.0)["digit_prior"] == 0
+    nothing_to_weigh = pretraining.choose_digit_prior(model, digits_only, letter_floor=0.0)
+    assert nothing_to_weigh["digit_prior"] == 0 and nothing_to_weigh["validation_letters"] is None
 
     pretraining.add_digit_prior(model, 0.75)
     assert set(nn.served_proba(model, validation.glyphs).argmax(1)) == {CLASS_INDEX["a"]}

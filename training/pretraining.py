@@ -124,7 +124,13 @@ def choose_digit_prior(
     logits = torch.log(torch.as_tensor(nn.served_proba(model, validation.glyphs)) + 1e-12)
     labels = torch.as_tensor(validation.labels)
     is_digit = labels < len(DIGITS)
-    chosen = {"digit_prior": 0.0, "letter_floor": letter_floor, "validation": len(labels)}
+    chosen = {
+        "digit_prior": 0.0,
+        "letter_floor": letter_floor,
+        "validation": len(labels),
+        "validation_digits": None,
+        "validation_letters": None,
+    }
     if not (is_digit.any() and (~is_digit).any()):
         return chosen  # nothing to weigh digits against
     for prior in DIGIT_PRIORS:

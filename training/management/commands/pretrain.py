@@ -209,7 +209,7 @@ class Command(BaseCommand):
         self.stdout.write(f"Exported to {folder}")
 
     def _print_prior(self, prior: dict):
-        if "validation_letters" not in prior:
+        if prior["validation_letters"] is None:
             self.stdout.write("Digit prior 0 (no validation digits and letters to weigh).")
             return
         self.stdout.write(
