@@ -180,7 +180,7 @@ class SampleAdmin(admin.ModelAdmin):
             "Label",
             {"fields": ("label", "status", "predicted", "confidence_percent", "model_version")},
         ),
-        ("Origin", {"fields": ("source", "user", "created_at", "width", "height")}),
+        ("Origin", {"fields": ("source", "classes", "user", "created_at", "width", "height")}),
     )
     readonly_fields = (
         "drawing",
@@ -192,6 +192,7 @@ class SampleAdmin(admin.ModelAdmin):
         "confidence_percent",
         "model_version",
         "source",
+        "classes",
         "user",
         "created_at",
         "width",

@@ -45,6 +45,14 @@ class Sample(models.Model):
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL
     )
     session_key = models.CharField(max_length=40, blank=True)
+    # The key of the writer's personal model (``writers.identity``); blank for none.
+    writer = models.CharField(max_length=100, blank=True)
+    classes = models.CharField(
+        "context",
+        max_length=36,
+        default="all",
+        help_text="The context it was drawn under: all, digits, letters, or the allowed labels.",
+    )
     status = models.CharField(
         max_length=16, choices=Status.choices, default=Status.UNREVIEWED, db_index=True
     )

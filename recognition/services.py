@@ -20,8 +20,13 @@ from training.classes import CLASS_INDEX, CLASSES
 from training.models import TrainingRun
 from training.preprocessing import BlankImageError, preprocess_image
 from training.registry import active_model
+from writers import services as writers_services
+from writers.identity import Writer
+from writers.prototypes import personal_proba
 
+from .context import DEFAULT_CONTEXT, context_labels, context_restrict
 from .images import DrawingError, decode_drawing, encode_png
+from .lookalikes import lookalike_pairs, lookalikes_of
 from .models import Correction, Prediction, Sample
 
 TOP_K = 5
@@ -35,6 +40,10 @@ class PredictionOutcome:
     preview_png: bytes
     # The serving model's version number, known without reading its row back.
     model_version_number: int
+    # The leading guesses when they are look-alikes too close to call, else empty.
+    lookalikes: list[str]
+    # Whether the writer's personal model changed the answer.
+    personal: bool
 
     @property
     def preview_data_url(self) -> str:
@@ -54,9 +63,13 @@ def predict_drawing(
     strokes: list | None = None,
     user=None,
     session_key: str = "",
+    writer: Writer | None = None,
+    classes: str = DEFAULT_CONTEXT,
 ) -> PredictionOutcome:
-    """Recognize one drawing and keep it with its prediction.
+    """Recognize one drawing among the ``classes`` allowed, for ``writer``, and keep it.
 
+    ``classes`` is a context from ``context.context_parse``. With a writer who has a
+    personal model, it shapes the answer; everyone else gets the shared model's.
     Raises DrawingError for bad input (nothing is stored) and
     training.registry.NoActiveModel when no model can serve.
     """
@@ -67,14 +80,23 @@ def predict_drawing(
     except BlankImageError as error:
         raise DrawingError("blank", f"The drawing is blank: {error}") from None
     loaded = active_model.get()
-    probabilities = loaded.predict_proba(glyph[np.newaxis])[0]
+    prototypes = writer and writers_services.personal_model_use(
+        writer_key=writer.key, loaded=loaded
+    )
+    if prototypes:
+        probabilities, personal = personal_proba(loaded.model, glyph, prototypes)
+    else:
+        probabilities, personal = loaded.predict_proba(glyph[np.newaxis])[0], False
+    probabilities = context_restrict(probabilities, classes)
     latency_ms = (time.perf_counter() - started) * 1000.0
 
-    best_first = np.argsort(probabilities)[::-1]
+    allowed = context_labels(classes)
+    best_first = [CLASSES[index] for index in np.argsort(probabilities)[::-1]]
     top = [
-        {"label": CLASSES[index], "probability": float(probabilities[index])}
-        for index in best_first[:TOP_K]
-    ]
+        {"label": label, "probability": float(probabilities[CLASS_INDEX[label]])}
+        for label in best_first
+        if label in allowed
+    ][:TOP_K]
     sample = Sample(
         width=image.width,
         height=image.height,
@@ -83,6 +105,8 @@ def predict_drawing(
         source=source,
         user=user if user is not None and user.is_authenticated else None,
         session_key=session_key or "",
+        writer=writer.key if writer else "",
+        classes=classes,
     )
     stored_png = image_data if image.format == "PNG" else encode_png(image)
     # The file is written (atomically) first; if the rows cannot be written it goes too.
@@ -107,6 +131,8 @@ def predict_drawing(
         top=top,
         preview_png=encode_png(Image.fromarray(glyph, mode="L")),
         model_version_number=loaded.number,
+        lookalikes=lookalikes_of(probabilities, lookalike_pairs(loaded.version_id)),
+        personal=personal,
     )
 
 
@@ -122,7 +148,8 @@ def correct_sample(
 
     A correction that agrees with both the model's prediction and the sample's
     current label confirms the model and needs no training; one on a sample
-    excluded from training is kept for the record only.
+    excluded from training is kept for the record only. Every label but a
+    moderator's also teaches the personal model of the sample's writer at once.
     """
     if label not in CLASS_INDEX:
         raise ValueError(f"{label!r} is not one of the 36 classes")
@@ -145,6 +172,8 @@ def correct_sample(
         )
         sample.label = sample.derive_label()
         sample.save(update_fields=["label"])
+        if source != Correction.Source.ADMIN:
+            writers_services.personal_model_learn(sample=sample, label=label)
         training_run = training_services.training_run_request() if teaches else None
     return CorrectionOutcome(correction=correction, training_run=training_run)
 

@@ -9,6 +9,7 @@ urlpatterns = [
     path("", include("recognition.urls")),
     path("healthz", healthz, name="healthz"),
     path("metrics", metrics, name="metrics"),
+    path("api/writers/", include("writers.urls")),
     path("api/", include("recognition.api.urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path(

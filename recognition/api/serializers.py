@@ -11,6 +11,7 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
+from recognition.context import UnknownContext, context_parse
 from recognition.images import DrawingError
 from recognition.models import Correction, Prediction, Sample
 from training.classes import CLASSES
@@ -97,6 +98,24 @@ class LabelField(serializers.ChoiceField):
         except serializers.ValidationError as error:
             messages = [str(detail) for detail in error.detail]
             raise serializers.ValidationError(messages, code="invalid_label") from None
+
+
+@extend_schema_field(
+    {
+        "type": "string",
+        "default": "all",
+        "description": "Which labels the answer may be: all, digits, letters, "
+        'or a string of the allowed labels (e.g. "0123456789abcdef")',
+    }
+)
+class ContextField(serializers.CharField):
+    """A drawing's context, in its stored form (``recognition.context``)."""
+
+    def to_internal_value(self, data):
+        try:
+            return context_parse(super().to_internal_value(data))
+        except UnknownContext as error:
+            raise serializers.ValidationError(str(error), code="invalid_classes") from None
 
 
 class TopLabelSerializer(serializers.Serializer):
@@ -215,6 +234,7 @@ class SampleListSerializer(serializers.ModelSerializer):
             "corrected",
             "status",
             "source",
+            "classes",
             "width",
             "height",
             "created_at",

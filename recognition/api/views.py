@@ -15,13 +15,16 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from recognition import selectors, services
+from recognition.context import DEFAULT_CONTEXT
 from recognition.models import Correction, Sample
 from recognition.views import drawing_response
 from training.models import ModelVersion, TrainingRun
 from training.registry import version_activate
+from writers.identity import WRITER_NAME_MAX_LENGTH, writer_of
 
 from .parsers import JSONParser
 from .serializers import (
+    ContextField,
     CorrectionSerializer,
     DrawingField,
     ErrorSerializer,
@@ -64,6 +67,14 @@ class PredictionCreateApi(APIView):
             required=False, allow_null=True, validators=[validate_strokes]
         )
         source = serializers.ChoiceField(choices=Sample.Source.choices, default=Sample.Source.API)
+        classes = ContextField(required=False)
+        writer = serializers.CharField(
+            required=False,
+            allow_blank=True,
+            max_length=WRITER_NAME_MAX_LENGTH,
+            help_text="A token client's own end user: each gets a personal model. "
+            "Ignored for other clients (their writer is the user or the browser session).",
+        )
 
     class PredictionOutputSerializer(serializers.Serializer):
         sample = serializers.IntegerField(source="sample.pk")
@@ -73,6 +84,14 @@ class PredictionCreateApi(APIView):
         model_version = serializers.IntegerField(source="model_version_number")
         preview = serializers.CharField(source="preview_data_url")
         latency_ms = serializers.FloatField(source="prediction.latency_ms")
+        lookalikes = serializers.ListField(
+            child=serializers.CharField(),
+            help_text="The leading guesses, most probable first, when they are look-alikes "
+            "too close to call (0 or o); empty otherwise.",
+        )
+        personal = serializers.BooleanField(
+            help_text="Whether the writer's personal model shaped this answer."
+        )
 
     # Built once: binding a serializer's fields deep-copies them, which cost more
     # than the answer's representation itself. ``to_representation`` keeps no state.
@@ -89,12 +108,20 @@ class PredictionCreateApi(APIView):
         serializer = self.PredictionInputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         data = serializer.validated_data
+        session_key = _session_key(request, create=data["source"] == Sample.Source.PAGE)
         outcome = services.predict_drawing(
             image_data=data["image"],
             strokes=data.get("strokes"),
             source=data["source"],
             user=request.user,
-            session_key=_session_key(request, create=data["source"] == Sample.Source.PAGE),
+            session_key=session_key,
+            writer=writer_of(
+                user=request.user,
+                by_token=request.auth is not None,
+                name=data.get("writer", ""),
+                session_key=session_key,
+            ),
+            classes=data.get("classes", DEFAULT_CONTEXT),
         )
         return Response(
             self.prediction_output.to_representation(outcome), status=status.HTTP_201_CREATED

@@ -1,0 +1,84 @@
+"""Characters that are the same shape, and when an answer should offer both.
+
+The pairs come from data: every pair the active version confuses on held-out
+handwriting at least ``MIN_CONFUSION`` of the time (both directions, over both
+classes' drawings), added to the shapes that are one shape by definition. An
+answer offers its leading guesses when they are look-alikes of the first within
+``MARGIN`` of its probability; ``docs/personal.md`` says how both were chosen on
+validation handwriting.
+"""
+
+import functools
+
+import numpy as np
+
+from training.classes import CLASSES
+from training.models import ModelVersion
+
+SAME_SHAPE = ("0o", "1il", "2z", "5s", "6b", "9gq")
+MIN_CONFUSION = 0.05
+MIN_COUNT = 3
+MARGIN = 0.9
+HANDWRITING_SETS = "handwriting/"
+
+
+def pairs_from_confusion(confusion) -> frozenset[frozenset[str]]:
+    """Pairs confused at least ``MIN_CONFUSION`` of the time (and ``MIN_COUNT`` times)."""
+    matrix = np.asarray(confusion, dtype=np.int64)
+    both = matrix + matrix.T
+    totals = matrix.sum(axis=1)
+    pairs = set()
+    for a in range(len(CLASSES)):
+        for b in range(a + 1, len(CLASSES)):
+            drawn = totals[a] + totals[b]
+            if both[a, b] >= MIN_COUNT and both[a, b] >= MIN_CONFUSION * drawn:
+                pairs.add(frozenset((CLASSES[a], CLASSES[b])))
+    return frozenset(pairs)
+
+
+def _same_shape_pairs() -> frozenset[frozenset[str]]:
+    return frozenset(
+        frozenset((a, b)) for group in SAME_SHAPE for a in group for b in group if a != b
+    )
+
+
+def _heldout_confusion(metrics: dict):
+    """The confusion on held-out handwriting a version's evaluation recorded, if any."""
+    sets = [
+        result["confusion"]
+        for name, result in metrics.get("sets", {}).items()
+        if name.startswith(HANDWRITING_SETS) and "confusion" in result
+    ]
+    if sets:
+        return np.sum(np.asarray(sets, dtype=np.int64), axis=0)
+    return metrics.get("confusion")
+
+
+@functools.lru_cache(maxsize=8)
+def lookalike_pairs(version_id: int) -> frozenset[frozenset[str]]:
+    """A version's look-alike pairs: from its own held-out evaluation, else its nearest ancestor's.
+
+    Versions are immutable, so each process derives a version's pairs once.
+    """
+    version = ModelVersion.objects.filter(pk=version_id).only("metrics", "parent_id").first()
+    while version is not None:
+        confusion = _heldout_confusion(version.metrics)
+        if confusion is not None:
+            return _same_shape_pairs() | pairs_from_confusion(confusion)
+        version = version.parent
+    return _same_shape_pairs()
+
+
+def lookalikes_of(probabilities: np.ndarray, pairs: frozenset[frozenset[str]]) -> list[str]:
+    """The leading guess and its close look-alikes, most probable first; else empty."""
+    best_first = np.argsort(probabilities)[::-1]
+    leader = CLASSES[best_first[0]]
+    floor = probabilities[best_first[0]] - MARGIN
+    close = [
+        CLASSES[index]
+        for index in best_first[1:4]
+        if probabilities[index] > 0
+        and probabilities[index] >= floor
+        and frozenset((leader, CLASSES[index])) in pairs
+    ]
+    return [leader, *close] if close else []

@@ -1,0 +1,337 @@
+"""Context, look-alikes and personal models through the real API, with real PNGs."""
+
+import base64
+
+import numpy as np
+import pytest
+from django.contrib.auth.models import User
+from rest_framework.authtoken.models import Token
+from rest_framework.test import APIClient
+
+from recognition.models import Sample
+from training.classes import DIGITS, LETTERS
+from writers.models import PersonalModel
+from writers.prototypes import MAX_PROTOTYPES
+
+from .conftest import ONE, SEVEN, ZERO, copy_of, draw_png, misread_handwriting
+
+pytestmark = pytest.mark.django_db
+
+
+def predict(client, png: bytes, **fields):
+    response = client.post(
+        "/api/predictions/",
+        {"image": "data:image/png;base64," + base64.b64encode(png).decode(), **fields},
+        format="json",
+    )
+    assert response.status_code == 201, response.content
+    return response.json()
+
+
+def correct(client, sample_id: int, label: str, **fields):
+    response = client.post(
+        f"/api/samples/{sample_id}/corrections/", {"label": label, **fields}, format="json"
+    )
+    assert response.status_code == 201, response.content
+    return response.json()
+
+
+def page_client() -> APIClient:
+    """A browser without login: its page drawings belong to its session."""
+    return APIClient()
+
+
+def token_client(user) -> APIClient:
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Token {Token.objects.create(user=user).key}")
+    return client
+
+
+# --- Context -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("classes", "allowed"),
+    [("digits", DIGITS), ("letters", LETTERS), ("0123456789abcdef", tuple("0123456789abcdef"))],
+)
+def test_classes_restricts_the_answer_and_renormalises(default_model, classes, allowed):
+    client = APIClient()
+    shared = predict(client, draw_png(ZERO))
+    body = predict(client, draw_png(ZERO), classes=classes)
+    assert body["label"] in allowed
+    assert all(entry["label"] in allowed for entry in body["top"])
+    assert len(body["top"]) == 5
+    sample = Sample.objects.get(pk=body["sample"])
+    assert sample.classes == classes
+    probabilities = np.asarray(sample.predictions.get().probabilities)
+    assert probabilities.sum() == pytest.approx(1.0, abs=1e-3)
+    # Renormalised: the allowed labels keep their ratios to one another.
+    before = {entry["label"]: entry["probability"] for entry in shared["top"]}
+    common = [entry for entry in body["top"] if entry["label"] in before]
+    if len(common) >= 2:
+        a, b = common[:2]
+        assert a["probability"] / b["probability"] == pytest.approx(
+            before[a["label"]] / before[b["label"]], rel=1e-3
+        )
+
+
+def test_classes_with_fewer_labels_than_the_top_list(default_model):
+    body = predict(APIClient(), draw_png(SEVEN), classes="17", source="page")
+    assert [entry["label"] for entry in body["top"]] in (["7", "1"], ["1", "7"])
+    assert sum(entry["probability"] for entry in body["top"]) == pytest.approx(1.0, abs=1e-4)
+    assert body["label"] == "7"
+
+
+def test_classes_multipart_and_default(default_model):
+    client = APIClient()
+    response = client.post(
+        "/api/predictions/",
+        {"image": _upload(draw_png(ONE)), "classes": "letters"},
+        format="multipart",
+    )
+    assert response.status_code == 201, response.content
+    assert response.json()["label"] in LETTERS
+    assert Sample.objects.get(pk=response.json()["sample"]).classes == "letters"
+    plain = predict(client, draw_png(ONE))
+    assert plain["label"] == "1"
+    assert Sample.objects.get(pk=plain["sample"]).classes == "all"
+
+
+@pytest.mark.parametrize("classes", ["HEX", "0123X", "", "digits ", "!", "all digits"])
+def test_unknown_classes_is_a_400_that_stores_nothing(default_model, classes):
+    response = APIClient().post(
+        "/api/predictions/",
+        {"image": base64.b64encode(draw_png(ONE)).decode(), "classes": classes},
+        format="json",
+    )
+    if classes == "digits ":  # surrounding blanks are trimmed, as for any text field
+        assert response.status_code == 201
+        return
+    assert response.status_code == 400, response.content
+    error = response.json()["error"]
+    assert error["code"] in ("invalid_classes", "blank") and "classes" in error["message"]
+    assert not Sample.objects.exists()
+
+
+def test_samples_api_shows_the_context(default_model):
+    staff = User.objects.create_user("mod", password="pw-for-tests-only", is_staff=True)
+    body = predict(APIClient(), draw_png(SEVEN), classes="digits")
+    client = APIClient()
+    client.force_authenticate(staff)
+    detail = client.get(f"/api/samples/{body['sample']}/").json()
+    assert detail["classes"] == "digits"
+    listed = client.get("/api/samples/").json()["results"]
+    assert listed[0]["classes"] == "digits"
+
+
+# --- Look-alikes --------------------------------------------------------------
+
+
+def round_drawing(squash: float) -> bytes:
+    """A closed loop, squashed sideways by ``squash``: round is 0 and o, narrow a 0."""
+    t = np.linspace(0, 2 * np.pi, 60)
+    return draw_png([[(140 + 90 * squash * np.sin(a), 140 - 90 * np.cos(a)) for a in t]])
+
+
+def test_lookalikes_offer_both_shapes_when_close(default_model):
+    client = APIClient()
+    answers = [predict(client, round_drawing(squash)) for squash in (1.0, 0.9, 0.8, 0.7)]
+    offered = [body for body in answers if body["lookalikes"]]
+    assert offered, [body["top"][:2] for body in answers]
+    for body in offered:
+        assert body["lookalikes"][0] == body["label"]
+        assert set(body["lookalikes"]) <= {"0", "o"} | set(body["lookalikes"][:1])
+        probabilities = {entry["label"]: entry["probability"] for entry in body["top"]}
+        ordered = [probabilities[label] for label in body["lookalikes"]]
+        assert ordered == sorted(ordered, reverse=True)
+    assert predict(client, draw_png(SEVEN))["lookalikes"] == []
+    # Within digits there is nothing to choose between.
+    assert predict(client, round_drawing(1.0), classes="digits")["lookalikes"] == []
+
+
+# --- Personal models ------------------------------------------------------------
+
+
+def test_session_writer_corrections_reshape_only_their_answers(default_model):
+    png, true_label = misread_handwriting(1)[0]
+    writer, stranger = page_client(), page_client()
+    first = predict(writer, png, source="page")
+    assert first["label"] != true_label and first["personal"] is False
+    stranger_before = predict(stranger, png, source="page")
+
+    correct(writer, first["sample"], true_label, source="page")
+    again = predict(writer, png, source="page")
+    assert again["label"] == true_label and again["personal"] is True
+
+    stranger_after = predict(stranger, png, source="page")
+    assert stranger_after["personal"] is False
+    assert stranger_after["top"] == stranger_before["top"]
+    anonymous = predict(APIClient(), png)  # no session, no writer: the shared model
+    assert anonymous["top"] == stranger_before["top"] and anonymous["personal"] is False
+
+    personal = PersonalModel.objects.get()
+    assert personal.writer.startswith("session:") and personal.corrections == 1
+    assert personal.model_version == default_model
+    assert personal.size_bytes < 4096
+
+
+def test_logged_in_user_is_one_writer_across_sessions(default_model):
+    png, true_label = misread_handwriting(1)[0]
+    user = User.objects.create_user("writer", password="pw-for-tests-only")
+    laptop, phone = APIClient(), APIClient()
+    laptop.force_login(user)
+    phone.force_login(user)
+    first = predict(laptop, png, source="page")
+    correct(laptop, first["sample"], true_label, source="page")
+    on_phone = predict(phone, png, source="page")
+    assert on_phone["label"] == true_label and on_phone["personal"] is True
+    assert PersonalModel.objects.get().writer == f"user:{user.pk}"
+    assert PersonalModel.objects.get().user == user
+
+
+def test_token_client_keeps_one_personal_model_per_writer_field(default_model):
+    png, true_label = misread_handwriting(1)[0]
+    app = token_client(User.objects.create_user("app"))
+    shared = predict(app, png)
+    first = predict(app, png, writer="alice")
+    correct(app, first["sample"], true_label)
+
+    alice = predict(app, png, writer="alice")
+    assert alice["label"] == true_label and alice["personal"] is True
+    bob = predict(app, png, writer="bob")
+    assert bob["top"] == shared["top"] and bob["personal"] is False
+    assert predict(app, png)["top"] == shared["top"]  # the app itself is a writer of its own
+    other_app = token_client(User.objects.create_user("other-app"))
+    assert predict(other_app, png, writer="alice")["top"] == shared["top"]
+
+    too_long = app.post(
+        "/api/predictions/",
+        {"image": base64.b64encode(png).decode(), "writer": "x" * 65},
+        format="json",
+    )
+    assert too_long.status_code == 400 and "writer" in too_long.json()["error"]["message"]
+
+
+def test_delete_me_forgets_the_writers_handwriting(default_model):
+    png, true_label = misread_handwriting(1)[0]
+    app = token_client(User.objects.create_user("app"))
+    first = predict(app, png, writer="alice")
+    correct(app, first["sample"], true_label)
+    other = predict(app, png, writer="carol")
+    correct(app, other["sample"], true_label)
+    assert predict(app, png, writer="alice")["personal"] is True
+
+    response = app.delete("/api/writers/me/?writer=alice")
+    assert response.status_code == 200 and response.json() == {"forgotten": True}
+    after = predict(app, png, writer="alice")
+    assert after["personal"] is False and after["label"] == first["label"]
+    assert predict(app, png, writer="carol")["personal"] is True  # another writer keeps theirs
+    assert app.delete("/api/writers/me/?writer=alice").json() == {"forgotten": False}
+
+    page = page_client()
+    drawn = predict(page, png, source="page")
+    correct(page, drawn["sample"], true_label, source="page")
+    assert page.delete("/api/writers/me/").json() == {"forgotten": True}
+    assert predict(page, png, source="page")["personal"] is False
+    assert APIClient().delete("/api/writers/me/").json() == {"forgotten": False}
+
+
+def test_confirmations_and_recorrections_replace_the_samples_row(default_model):
+    png, true_label = misread_handwriting(1)[0]
+    page = page_client()
+    first = predict(page, png, source="page")
+    correct(page, first["sample"], "x", source="page")
+    correct(page, first["sample"], true_label, source="page")
+    personal = PersonalModel.objects.get()
+    assert personal.labels == true_label and personal.corrections == 2
+    assert personal.sample_ids == [first["sample"]]
+
+
+def test_the_newest_labels_are_kept(default_model):
+    page = page_client()
+    samples = [predict(page, draw_png(SEVEN), source="page")["sample"] for _ in range(3)]
+    for sample_id in samples:
+        correct(page, sample_id, "7", source="page")
+    personal = PersonalModel.objects.get()
+    assert personal.labels == "777" and personal.sample_ids == samples
+    assert MAX_PROTOTYPES * 256 * 2 <= 64 * 1024  # the cap keeps a model in kilobytes
+
+
+def test_a_new_shared_version_rebuilds_the_personal_model(default_model, settings):
+    settings.MODEL_RELOAD_INTERVAL = 0
+    png, true_label = misread_handwriting(1)[0]
+    page = page_client()
+    first = predict(page, png, source="page")
+    correct(page, first["sample"], true_label, source="page")
+    newer = copy_of(default_model, activate=True)
+
+    again = predict(page, png, source="page")
+    assert again["model_version"] == newer.number
+    assert again["label"] == true_label and again["personal"] is True
+    personal = PersonalModel.objects.get()
+    assert personal.model_version == newer and personal.sample_ids == [first["sample"]]
+
+    # A writer whose samples are gone keeps an empty model: the shared answer.
+    Sample.objects.filter(pk=first["sample"]).delete()
+    copy_of(newer, activate=True)
+    assert predict(page, png, source="page")["personal"] is False
+
+
+def test_moderator_labels_do_not_teach_a_personal_model(default_model):
+    png, true_label = misread_handwriting(1)[0]
+    staff = User.objects.create_user("mod", password="pw-for-tests-only", is_staff=True)
+    drawn = predict(page_client(), png, source="page")
+    from recognition import services
+
+    services.sample_relabel(
+        sample=Sample.objects.get(pk=drawn["sample"]), label=true_label, moderator=staff
+    )
+    assert not PersonalModel.objects.exists()
+
+
+def test_schema_documents_the_new_fields(default_model):
+    schema = APIClient().get("/api/schema/?format=json").json()
+    components = schema["components"]["schemas"]
+    request = next(v for k, v in components.items() if k.startswith("PredictionInput"))
+    assert {"classes", "writer"} <= set(request["properties"])
+    response = next(v for k, v in components.items() if k.startswith("PredictionOutput"))
+    assert {"lookalikes", "personal"} <= set(response["properties"])
+    assert "delete" in schema["paths"]["/api/writers/me/"]
+    sample = next(v for k, v in components.items() if k == "SampleList")
+    assert "classes" in sample["properties"]
+
+
+def _upload(png: bytes):
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
+    return SimpleUploadedFile("drawing.png", png, content_type="image/png")
+
+
+def test_admin_lists_personal_models_read_only_and_resets_them(default_model):
+    png, true_label = misread_handwriting(1)[0]
+    page = page_client()
+    drawn = predict(page, png, source="page")
+    correct(page, drawn["sample"], true_label, source="page")
+    personal = PersonalModel.objects.get()
+    admin_user = User.objects.create_superuser("root", password="pw-for-tests-only")
+    client = APIClient()
+    client.force_login(admin_user)
+
+    listing = client.get("/admin/writers/personalmodel/")
+    assert listing.status_code == 200
+    page_text = listing.content.decode()
+    assert personal.writer in page_text and "KiB" in page_text
+    assert client.get("/admin/writers/personalmodel/add/").status_code == 403
+    detail = client.get(f"/admin/writers/personalmodel/{personal.pk}/change/").content.decode()
+    assert 'name="labels"' not in detail  # read-only
+
+    response = client.post(
+        "/admin/writers/personalmodel/",
+        {"action": "reset", "_selected_action": [personal.pk]},
+    )
+    assert response.status_code == 302
+    assert not PersonalModel.objects.exists()
+    assert predict(page, png, source="page")["personal"] is False
+
+    sample_page = client.get(f"/admin/recognition/sample/{drawn['sample']}/change/")
+    assert "context" in sample_page.content.decode().lower()

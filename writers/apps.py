@@ -1,0 +1,6 @@
+from django.apps import AppConfig
+
+
+class WritersConfig(AppConfig):
+    name = "writers"
+    verbose_name = "Writers"

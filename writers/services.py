@@ -1,0 +1,101 @@
+"""The only writers of personal models: learn a label, use (and rebuild), reset."""
+
+from datetime import timedelta
+
+from django.db import transaction
+from django.db.models import QuerySet
+from django.utils import timezone
+
+from recognition import selectors as recognition_selectors
+from training.registry import LoadedModel, NoActiveModel, active_model
+
+from .models import PersonalModel
+from .prototypes import MAX_PROTOTYPES, Prototypes, hidden_and_logits
+
+# A prediction records its use at most this often: a write per drawing would cost more.
+LAST_USED_RESOLUTION = timedelta(minutes=1)
+
+
+def personal_model_learn(*, sample, label: str) -> PersonalModel | None:
+    """Teach the writer who drew ``sample`` that it shows ``label``, for their next drawing.
+
+    Runs for every label the writer gives (a correction or a confirmation), whoever
+    may teach the shared model; a sample without a writer teaches nobody. A newer
+    label of the same sample replaces its row.
+    """
+    if not sample.writer:
+        return None
+    try:
+        loaded = active_model.get()
+    except NoActiveModel:
+        return None
+    hidden, _ = hidden_and_logits(loaded.model, sample.glyph_array())
+    with transaction.atomic():
+        personal = PersonalModel.objects.select_for_update().filter(
+            writer=sample.writer
+        ).first() or PersonalModel(writer=sample.writer, user_id=sample.user_id)
+        prototypes = _prototypes_for(personal, loaded)
+        sample_ids = list(personal.sample_ids)
+        replaces = sample_ids.index(sample.pk) if sample.pk in sample_ids else None
+        if replaces is not None:
+            del sample_ids[replaces]
+        prototypes = prototypes.with_row(hidden[0], label, replaces=replaces)
+        personal.sample_ids = [*sample_ids, sample.pk][-MAX_PROTOTYPES:]
+        _store(personal, prototypes, loaded)
+        personal.corrections += 1
+        personal.save()
+    return personal
+
+
+def personal_model_use(*, writer_key: str, loaded: LoadedModel) -> Prototypes | None:
+    """The writer's prototypes for ``loaded`` to predict with, rebuilt if made for another."""
+    personal = PersonalModel.objects.filter(writer=writer_key).first()
+    if personal is None:
+        return None
+    now = timezone.now()
+    if personal.model_version_id != loaded.version_id:
+        with transaction.atomic():
+            prototypes = _prototypes_for(personal, loaded)
+            _store(personal, prototypes, loaded)
+            personal.last_used_at = now
+            personal.save()
+        return prototypes
+    if personal.last_used_at is None or now - personal.last_used_at > LAST_USED_RESOLUTION:
+        PersonalModel.objects.filter(pk=personal.pk).update(last_used_at=now)
+    return Prototypes.from_stored(personal.features, personal.labels)
+
+
+def personal_models_reset(*, personal_models: QuerySet[PersonalModel]) -> int:
+    """Forget these writers' handwriting: their next drawings get the shared model's answer."""
+    deleted, _ = personal_models.delete()
+    return deleted
+
+
+def _prototypes_for(personal: PersonalModel, loaded: LoadedModel) -> Prototypes:
+    """The stored prototypes, or, made for another version, rebuilt from the writer's samples.
+
+    Every fine-tune moves the features the rows hold, so old rows would point at
+    the wrong places; the samples are kept, so their features are computed anew.
+    """
+    if not personal.labels:
+        return Prototypes.empty()
+    if personal.model_version_id == loaded.version_id:
+        return Prototypes.from_stored(personal.features, personal.labels)
+    glyphs = recognition_selectors.sample_glyphs(sample_ids=personal.sample_ids)
+    kept = [
+        (sample_id, label)
+        for sample_id, label in zip(personal.sample_ids, personal.labels, strict=True)
+        if sample_id in glyphs
+    ]
+    personal.sample_ids = [sample_id for sample_id, _ in kept]
+    labels = "".join(label for _, label in kept)
+    if not kept:
+        return Prototypes.empty()
+    hidden, _ = hidden_and_logits(loaded.model, [glyphs[sample_id] for sample_id, _ in kept])
+    return Prototypes.of(hidden, labels)
+
+
+def _store(personal: PersonalModel, prototypes: Prototypes, loaded: LoadedModel) -> None:
+    personal.features = prototypes.to_bytes()
+    personal.labels = prototypes.labels
+    personal.model_version_id = loaded.version_id
