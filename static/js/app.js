@@ -7,6 +7,7 @@ const penWidth = document.getElementById("pen-width");
 const statusLine = document.getElementById("status");
 const result = document.getElementById("result");
 const modelVersion = document.getElementById("model-version");
+const modeSwitch = document.getElementById("mode");
 
 const CSS_SIZE = 280;
 const strokes = []; // [{width, points: [[x, y, t], ...]}], in CSS pixels
@@ -116,7 +117,8 @@ async function api(method, url, body) {
     credentials: "same-origin",
     headers: {
       Accept: "application/json",
-      ...(body ? { "Content-Type": "application/json", "X-CSRFToken": csrfToken() } : {}),
+      ...(method === "GET" ? {} : { "X-CSRFToken": csrfToken() }),
+      ...(body ? { "Content-Type": "application/json" } : {}),
     },
     body: body ? JSON.stringify(body) : undefined,
   });
@@ -161,6 +163,7 @@ async function predict() {
       image,
       strokes: sentStrokes.length ? sentStrokes : null,
       source: "page",
+      classes: currentMode(),
     });
   } catch (error) {
     prediction = null;
@@ -202,14 +205,61 @@ function showPrediction(answer) {
     button.classList.toggle("predicted", button.dataset.label === answer.label);
     button.setAttribute("aria-pressed", "false");
   }
+  document.getElementById("personal-badge").hidden = !answer.personal;
+  showLookalikes(answer.lookalikes);
   result.hidden = false;
+}
+
+// --- Context and look-alikes ----------------------------------------------
+
+const MODE_KEY = "recognizer.classes";
+
+function currentMode() {
+  return modeSwitch.querySelector("input:checked").value;
+}
+
+function restoreMode() {
+  const saved = localStorage.getItem(MODE_KEY);
+  const input = saved && modeSwitch.querySelector(`input[value="${CSS.escape(saved)}"]`);
+  if (input) input.checked = true;
+}
+
+// Two close guesses of one shape (0 or o?) are asked about instead of one confident guess.
+function showLookalikes(labels) {
+  const asking = labels.length > 1;
+  document.getElementById("lookalikes").hidden = !asking;
+  document.getElementById("guess-main").hidden = asking;
+  if (!asking) return;
+  document.getElementById("lookalike-question").textContent =
+    `${labels.slice(0, -1).join(", ")} or ${labels[labels.length - 1]}?`;
+  document.getElementById("lookalike-buttons").replaceChildren(
+    ...labels.map((label) => {
+      const button = document.createElement("button");
+      button.type = "button";
+      button.className = "lookalike-button";
+      button.dataset.label = label;
+      button.textContent = label;
+      return button;
+    }),
+  );
+}
+
+// --- Personal model -------------------------------------------------------
+
+async function forgetHandwriting() {
+  try {
+    const answer = await api("DELETE", "/api/writers/me/");
+    say(answer.forgotten ? "Forgot your handwriting: you get the shared model now." : "There was nothing to forget.", "ok");
+  } catch (error) {
+    say(error.message, "error");
+  }
 }
 
 // --- Correcting -----------------------------------------------------------
 
 async function correct(label) {
   if (!prediction) return;
-  for (const button of document.querySelectorAll(".label-button")) {
+  for (const button of document.querySelectorAll(".label-button, .lookalike-button")) {
     button.setAttribute("aria-pressed", String(button.dataset.label === label));
   }
   try {
@@ -277,6 +327,12 @@ document.getElementById("labels").addEventListener("click", (event) => {
   const button = event.target.closest(".label-button");
   if (button) correct(button.dataset.label);
 });
+document.getElementById("lookalike-buttons").addEventListener("click", (event) => {
+  const button = event.target.closest(".lookalike-button");
+  if (button) correct(button.dataset.label);
+});
+modeSwitch.addEventListener("change", () => localStorage.setItem(MODE_KEY, currentMode()));
+document.getElementById("forget").addEventListener("click", forgetHandwriting);
 
 document.addEventListener("keydown", (event) => {
   if (event.target instanceof HTMLInputElement) return;
@@ -294,5 +350,6 @@ document.addEventListener("keydown", (event) => {
 });
 
 window.matchMedia(`(resolution: ${window.devicePixelRatio}dppx)`).addEventListener?.("change", setUpCanvas);
+restoreMode();
 setUpCanvas();
 showActiveVersion();

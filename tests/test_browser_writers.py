@@ -1,0 +1,104 @@
+"""The page's mode switch, look-alike buttons and personal model in real headless Chromium."""
+
+import math
+import re
+
+import pytest
+from playwright.sync_api import expect
+
+from recognition.models import Correction, Sample
+from writers.models import PersonalModel
+
+from .conftest import ARTIFACTS
+from .test_browser import SEVEN, draw
+
+pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
+
+
+@pytest.fixture
+def page(browser, live_server, default_model):
+    """The drawing page in a fresh browser context: its own session and localStorage."""
+    page = browser.new_context(viewport={"width": 900, "height": 1000}).new_page()
+    page.goto(live_server.url)
+    return page
+
+
+ONE = [(140, 50), (140, 235)]
+# A round loop drawn with a wide pen: the shared model cannot tell 0 from o.
+LOOP = [
+    (140 + 72 * math.sin(2 * math.pi * step / 48), 140 - 90 * math.cos(2 * math.pi * step / 48))
+    for step in range(49)
+]
+
+
+def recognize(page, points):
+    page.keyboard.press("Escape")
+    draw(page, points)
+    with page.expect_response("**/api/predictions/"):
+        page.get_by_role("button", name="Recognize").click()
+    expect(page.locator("#result")).to_be_visible()
+
+
+def test_mode_switch_is_sent_remembered_and_keyboard_reachable(page):
+    any_mode = page.get_by_role("radio", name="Any")
+    expect(any_mode).to_be_checked()
+    any_mode.focus()
+    page.keyboard.press("ArrowRight")  # a radio group moves with the arrow keys
+    expect(page.get_by_role("radio", name="Digits")).to_be_checked()
+    recognize(page, ONE)
+    expect(page.locator("#guess-label")).to_have_text("1")
+    assert Sample.objects.get().classes == "digits"
+
+    page.get_by_role("radio", name="Letters").check()
+    recognize(page, ONE)
+    expect(page.locator("#guess-label")).to_have_text(re.compile("^[a-z]$"))
+    assert all(bar.isalpha() for bar in page.locator("#top .bar-label").all_text_contents())
+    assert Sample.objects.order_by("-pk").first().classes == "letters"
+
+    page.reload()
+    expect(page.get_by_role("radio", name="Letters")).to_be_checked()
+    page.screenshot(path=ARTIFACTS / "page-mode-letters.png", full_page=True)
+
+
+def test_lookalikes_ask_with_two_big_buttons_and_one_tap_stores_the_answer(page):
+    page.locator("#pen-width").fill("26")
+    recognize(page, LOOP)
+    expect(page.locator("#lookalike-question")).to_have_text(re.compile(r"^(0 or o|o or 0)\?$"))
+    expect(page.locator("#guess-main")).to_be_hidden()
+    buttons = page.locator(".lookalike-button")
+    expect(buttons).to_have_count(2)
+    box = buttons.first.bounding_box()
+    assert box["width"] >= 90 and box["height"] >= 90
+    page.screenshot(path=ARTIFACTS / "page-lookalikes.png", full_page=True)
+
+    question = page.get_by_role("group", name=re.compile(r"or .\?$"))
+    question.get_by_role("button", name="o", exact=True).click()
+    expect(page.locator("#status")).to_contain_text("Saved")
+    correction = Correction.objects.get()
+    assert correction.label == "o" and correction.source == "page"
+
+    page.locator("#pen-width").fill("18")
+    recognize(page, SEVEN)
+    expect(page.locator("#lookalikes")).to_be_hidden()
+    expect(page.locator("#guess-main")).to_be_visible()
+
+
+def test_a_correction_shapes_the_next_answer_until_forgotten(page):
+    recognize(page, SEVEN)
+    expect(page.locator("#guess-label")).to_have_text("7")
+    expect(page.locator("#personal-badge")).to_be_hidden()
+    page.locator('.label-button[data-label="t"]').click()
+    expect(page.locator("#status")).to_contain_text("Saved")
+
+    recognize(page, SEVEN)
+    expect(page.locator("#guess-label")).to_have_text("t")
+    expect(page.locator("#personal-badge")).to_be_visible()
+    page.screenshot(path=ARTIFACTS / "page-personal.png", full_page=True)
+    assert PersonalModel.objects.get().writer.startswith("session:")
+
+    page.get_by_role("button", name="Forget my handwriting").click()
+    expect(page.locator("#status")).to_contain_text("Forgot your handwriting")
+    assert not PersonalModel.objects.exists()
+    recognize(page, SEVEN)
+    expect(page.locator("#guess-label")).to_have_text("7")
+    expect(page.locator("#personal-badge")).to_be_hidden()
