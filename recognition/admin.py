@@ -18,12 +18,12 @@ from django.utils.html import format_html, format_html_join
 from django.views.decorators.http import require_POST
 from PIL import Image
 
-from training import services as training_services
+from training import charts, runs
 from training.admin import ReadOnlyAdmin
 from training.classes import CLASSES, DIGITS, LETTERS
 from training.models import ModelVersion
 
-from . import charts, dashboard, exports, selectors, services
+from . import dashboard, exports, selectors, services
 from .images import encode_png
 from .models import LABEL_CHOICES, Correction, Prediction, Sample
 from .views import drawing_response
@@ -364,7 +364,7 @@ class SampleAdmin(admin.ModelAdmin):
         if not pending:
             self.message_user(request, "No correction is waiting for training.", messages.WARNING)
             return
-        run = training_services.training_run_request()
+        run = runs.training_run_request()
         self.message_user(
             request,
             f"Training run {run.pk} is queued for {pending} pending correction(s).",

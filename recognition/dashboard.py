@@ -2,57 +2,18 @@
 
 import numpy as np
 from django.conf import settings
-from django.db.models import FloatField, OuterRef, QuerySet, Subquery
-from django.db.models.fields.json import KT
-from django.db.models.functions import Cast
 
+from training import charts
+from training import selectors as training_selectors
 from training.classes import CLASS_INDEX
-from training.models import ModelVersion, TrainingRun
+from training.models import ModelVersion
 from training.pretraining import confused_pairs
 from training.registry import NoActiveModel, active_model
 
-from . import charts, selectors
+from . import selectors
 
 # Enough corrected samples for a stable figure, few enough to predict within a request.
 CORRECTED_LIMIT = 2000
-
-
-# What the dashboard and the admin compare versions by. A pretrained version's own
-# metrics are on all of its pretraining held-out images (MNIST test and handwriting),
-# a fine-tune's on the gate's fixed set (the anchors' class-balanced slice of those,
-# plus held-out user samples), where letters weigh more: mixed, they show a drop
-# between a pretrained version and its first fine-tune that did not happen.
-MEASURE = "accuracy on the gate's fixed set"
-MEASURED = ("overall", "digits", "letters")
-
-
-def versions_annotate_gate_scores(versions: QuerySet) -> QuerySet:
-    """Add what the first fine-tune of each version recorded for it, its parent, on the gate's
-    fixed set: ``gate_overall``, ``gate_digits``, ``gate_letters`` (None if not recorded)."""
-    first_fine_tune = ModelVersion.objects.filter(
-        parent=OuterRef("pk"), training_info__kind="fine-tune"
-    ).order_by("number")
-    return versions.annotate(
-        **{
-            f"gate_{key}": Subquery(
-                first_fine_tune.annotate(
-                    score=Cast(KT(f"metrics__parent_{key}"), FloatField())
-                ).values("score")[:1]
-            )
-            for key in MEASURED
-        }
-    )
-
-
-def version_gate_scores(version: ModelVersion) -> dict:
-    """A version's overall, digit and letter accuracy by ``MEASURE``, None where not recorded.
-
-    ``version`` comes from ``versions_annotate_gate_scores``. A version that is no
-    fine-tune has its figures once a fine-tune of it has run.
-    """
-    if version.training_info.get("kind") == "fine-tune":
-        return {key: version.metrics.get(key) for key in MEASURED}
-    return {key: getattr(version, f"gate_{key}") for key in MEASURED}
 
 
 def _accuracy(predicted: np.ndarray, labels: np.ndarray) -> dict | None:
@@ -91,14 +52,21 @@ def active_model_on_corrected_samples() -> dict | None:
     }
 
 
+def _accuracy_chart(rows: list[dict]) -> str | None:
+    if not rows:
+        return None
+    png = charts.accuracy_over_versions_png(rows, measure=training_selectors.MEASURE)
+    return charts.data_url(png)
+
+
 def dashboard_data() -> dict:
-    versions = list(versions_annotate_gate_scores(ModelVersion.objects.order_by("number")))
+    versions = list(training_selectors.versions_by_number())
     rows = [
         {
             "number": version.number,
             "status": version.status,
             "active": version.status == ModelVersion.Status.ACTIVE,
-            **version_gate_scores(version),
+            **training_selectors.version_gate_scores(version),
             "forgetting": version.metrics.get("forgetting"),
         }
         for version in versions
@@ -108,10 +76,8 @@ def dashboard_data() -> dict:
     pending = selectors.corrections_pending().select_related("author").order_by("-created_at")
     return {
         "versions": rows,
-        "measure": MEASURE,
-        "accuracy_chart": charts.data_url(charts.accuracy_over_versions_png(rows, measure=MEASURE))
-        if rows
-        else None,
+        "measure": training_selectors.MEASURE,
+        "accuracy_chart": _accuracy_chart(rows),
         "active_version": active,
         "class_counts": list(counts.items()),
         "on_corrected": active_model_on_corrected_samples(),
@@ -123,7 +89,5 @@ def dashboard_data() -> dict:
         ),
         "pending_count": pending.count(),
         "pending": pending[:20],
-        "runs_in_flight": TrainingRun.objects.filter(
-            status__in=[TrainingRun.Status.QUEUED, TrainingRun.Status.RUNNING]
-        ),
+        "runs_in_flight": training_selectors.runs_in_flight(),
     }

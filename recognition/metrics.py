@@ -39,6 +39,7 @@ from prometheus_client.core import (
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from prometheus_client.utils import floatToGoString
 
+from training import selectors as training_selectors
 from training.classes import CLASSES
 from training.models import TrainingRun
 
@@ -96,7 +97,7 @@ class DatabaseCollector:
             by_state.add_metric([state], sum(n for (_, t), n in corrections.items() if t == state))
         yield by_state
 
-        runs = selectors.training_run_counts()
+        runs = training_selectors.run_counts()
         outcomes = CounterMetricFamily(
             "recognizer_fine_tunes", "Finished fine-tunes, by outcome.", labels=["outcome"]
         )
@@ -110,7 +111,7 @@ class DatabaseCollector:
             waiting.add_metric([status], runs.get(status, 0))
         yield waiting
 
-        durations = selectors.training_run_duration_histogram(bounds_s=FINE_TUNE_BOUNDS_S)
+        durations = training_selectors.run_duration_histogram(bounds_s=FINE_TUNE_BOUNDS_S)
         family = HistogramMetricFamily(
             "recognizer_fine_tune_duration_seconds",
             "Wall time of finished fine-tunes, from claim to finish, by outcome.",
@@ -129,7 +130,7 @@ class DatabaseCollector:
         active = GaugeMetricFamily(
             "recognizer_active_model_version", "Number of the active model version (0: none)."
         )
-        active.add_metric([], selectors.model_version_active_number() or 0)
+        active.add_metric([], training_selectors.version_active_number() or 0)
         yield active
 
 

@@ -130,6 +130,14 @@ class Correction(models.Model):
         default=TrainingState.PENDING,
         db_index=True,
     )
+    # The runs that took it: a failed run's corrections go to the next one. The table
+    # keeps the name it had when the relation was declared on TrainingRun.
+    training_runs = models.ManyToManyField(
+        "training.TrainingRun",
+        related_name="corrections",
+        blank=True,
+        db_table="training_trainingrun_corrections",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

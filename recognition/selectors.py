@@ -1,16 +1,12 @@
 """Read-side queries over samples, predictions and corrections."""
 
-from datetime import timedelta
-
 import numpy as np
 from django.contrib.auth import get_user_model
 from django.db.models import (
     BooleanField,
     Case,
     Count,
-    DurationField,
     Exists,
-    ExpressionWrapper,
     F,
     OuterRef,
     Q,
@@ -24,7 +20,6 @@ from django.db.models.functions import Coalesce, Mod
 from django.db.models.lookups import Exact
 
 from training.classes import CLASSES
-from training.models import ModelVersion, TrainingRun
 
 from .models import Correction, Prediction, Sample
 
@@ -262,47 +257,6 @@ def correction_counts() -> dict[tuple[str, str], int]:
     """Corrections by (source, training state)."""
     rows = Correction.objects.order_by().values_list("source", "training_state")
     return {(source, state): n for source, state, n in rows.annotate(n=Count("pk"))}
-
-
-def training_run_counts() -> dict[str, int]:
-    return dict(TrainingRun.objects.order_by().values_list("status").annotate(n=Count("pk")))
-
-
-def training_run_duration_histogram(*, bounds_s: list[float]) -> dict[str, dict]:
-    """Per finished status: cumulative counts at or under each bound, count, summed seconds."""
-    runs = (
-        TrainingRun.objects.filter(status__in=TrainingRun.FINISHED, started_at__isnull=False)
-        .order_by()
-        .annotate(
-            duration=ExpressionWrapper(
-                F("finished_at") - F("started_at"), output_field=DurationField()
-            )
-        )
-    )
-    rows = runs.values("status").annotate(
-        count=Count("pk"),
-        total=Sum("duration"),
-        **{
-            f"le{i}": Count("pk", filter=Q(duration__lte=timedelta(seconds=b)))
-            for i, b in enumerate(bounds_s)
-        },
-    )
-    return {
-        row["status"]: {
-            "buckets": [row[f"le{i}"] for i in range(len(bounds_s))],
-            "count": row["count"],
-            "sum_s": row["total"].total_seconds() if row["total"] else 0.0,
-        }
-        for row in rows
-    }
-
-
-def model_version_active_number() -> int | None:
-    return (
-        ModelVersion.objects.filter(status=ModelVersion.Status.ACTIVE)
-        .values_list("number", flat=True)
-        .first()
-    )
 
 
 def sample_glyphs(*, sample_ids) -> dict:

@@ -15,7 +15,7 @@ from django.core.files.base import ContentFile
 from django.db import transaction
 from PIL import Image
 
-from training import services as training_services
+from training import runs
 from training.classes import CLASS_INDEX, CLASSES
 from training.models import TrainingRun
 from training.preprocessing import BlankImageError, preprocess_image
@@ -24,6 +24,7 @@ from writers import services as writers_services
 from writers.identity import Writer
 from writers.prototypes import personal_proba
 
+from . import selectors
 from .context import DEFAULT_CONTEXT, context_labels, context_restrict
 from .images import DrawingError, decode_drawing, encode_png
 from .lookalikes import lookalike_pairs, lookalikes_of
@@ -174,8 +175,26 @@ def correct_sample(
         sample.save(update_fields=["label"])
         if source != Correction.Source.ADMIN:
             writers_services.personal_model_learn(sample=sample, label=label)
-        training_run = training_services.training_run_request() if teaches else None
+        training_run = runs.training_run_request() if teaches else None
     return CorrectionOutcome(correction=correction, training_run=training_run)
+
+
+# --- Training (called by training's run life cycle) ------------------------
+
+
+def corrections_take_pending(*, run: TrainingRun) -> list[Correction]:
+    """Give a run every correction pending now; later ones wait for the next run."""
+    pending = list(selectors.corrections_pending().order_by("pk"))
+    run.corrections.set(pending)
+    return pending
+
+
+def corrections_settle(*, run: TrainingRun, learned: bool) -> int:
+    """Mark the run's corrections still pending as learned, or as refused by its gate."""
+    state = Correction.TrainingState.TRAINED if learned else Correction.TrainingState.REJECTED
+    return run.corrections.filter(training_state=Correction.TrainingState.PENDING).update(
+        training_state=state
+    )
 
 
 # --- Moderation -------------------------------------------------------------

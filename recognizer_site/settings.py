@@ -109,10 +109,10 @@ STATIC_ROOT = Path(env("STATIC_ROOT", default=str(VAR_DIR / "staticfiles")))
 MEDIA_URL = "media/"
 MEDIA_ROOT = Path(env("MEDIA_ROOT", default=str(VAR_DIR / "media")))
 STORAGES = {
-    "default": {"BACKEND": "training.storage.AtomicFileSystemStorage"},
+    "default": {"BACKEND": "recognizer_site.storage.AtomicFileSystemStorage"},
     # Drawings are written on every prediction; model weights keep the fsync.
     "drawings": {
-        "BACKEND": "training.storage.AtomicFileSystemStorage",
+        "BACKEND": "recognizer_site.storage.AtomicFileSystemStorage",
         "OPTIONS": {"durable": False},
     },
     "staticfiles": {
@@ -239,41 +239,22 @@ CELERY_BEAT_SCHEDULE = {
     }
 }
 
-# --- Online learning (see training/services.py) ---------------------------
+# --- Online learning (training/services.py, training/runs.py) -------------
+# Operator knobs only; how a fine-tune trains is FineTuneConfig's (training/finetune.py).
 FINE_TUNE = {
-    # glyphnet-v2's head took 60 steps to learn the corrections 30 learned for v1's
-    # (bench/finetune_configs.py, docs/online-learning.md).
-    "STEPS": env.int("FINE_TUNE_STEPS", default=60),
-    # 32 learned as many real corrections as 64 in two thirds of the time
-    # (bench/finetune_configs.py, docs/online-learning.md).
-    "BATCH_SIZE": env.int("FINE_TUNE_BATCH_SIZE", default=32),
-    "LEARNING_RATE": env.float("FINE_TUNE_LEARNING_RATE", default=3e-4),
-    "OPTIMIZER": env("FINE_TUNE_OPTIMIZER", default="adam"),  # adam or sgd
-    # What a fine-tune may change: only the classifier "head", or "all" of the network.
-    # The head alone learns real corrections about as well, forgets no more, and runs
-    # five times faster: its frozen trunk's features are computed once per glyph.
-    "TRAINABLE": env("FINE_TUNE_TRAINABLE", default="head"),
-    # Distillation from the parent on replayed samples (0 turns it off).
-    "DISTILL": env.float("FINE_TUNE_DISTILL", default=3.0),
-    # Share of every batch drawn from the new corrections; the rest is replay.
-    "NEW_FRACTION": env.float("FINE_TUNE_NEW_FRACTION", default=0.25),
-    # Replay of earlier user samples whose label the gate did not refuse, at most this
-    # many per class, moderator-reviewed ones first.
-    "REPLAY_PER_CLASS": env.int("FINE_TUNE_REPLAY_PER_CLASS", default=20),
-    # One user sample in this many (by id) is never replayed; those of them that no
-    # fine-tune has trained on (a correction is learned whatever the sample) are
-    # evaluated on. Changing it moves samples earlier runs replayed into that share.
-    "HELDOUT_EVERY": env.int("FINE_TUNE_HELDOUT_EVERY", default=5),
-    "HELDOUT_LIMIT": env.int("FINE_TUNE_HELDOUT_LIMIT", default=1000),
-    "MAX_SECONDS": env.float("FINE_TUNE_MAX_SECONDS", default=60.0),
+    # Unset: FineTuneConfig's steps and time budget.
+    "STEPS": env.int("FINE_TUNE_STEPS", default=None),
+    "MAX_SECONDS": env.float("FINE_TUNE_MAX_SECONDS", default=None),
     "THREADS": env.int("FINE_TUNE_THREADS", default=2),
-    "SEED": env.int("FINE_TUNE_SEED", default=0),
-    # Gate: the largest accuracy drop on the fixed evaluation set we publish.
+    # Candidates (from different seeds) a run may try before the gate's "no" stands.
+    "ATTEMPTS": env.int("FINE_TUNE_ATTEMPTS", default=2),
+    # Gate: the largest accuracy drop on the fixed evaluation set we publish ...
     "MAX_FORGETTING": env.float("FINE_TUNE_MAX_FORGETTING", default=0.01),
     # ... and the largest total drop, below the pretrained version, on its held-out slice.
     "MAX_TOTAL_FORGETTING": env.float("FINE_TUNE_MAX_TOTAL_FORGETTING", default=0.01),
-    # Candidates (from different seeds) a run may try before the gate's "no" stands.
-    "ATTEMPTS": env.int("FINE_TUNE_ATTEMPTS", default=2),
+    # One user sample in this many (by id) is never replayed; those of them that no
+    # fine-tune has trained on are evaluated on. Changing it reshuffles that share.
+    "HELDOUT_EVERY": env.int("FINE_TUNE_HELDOUT_EVERY", default=5),
     # A running run with no heartbeat for this long lost its worker.
     "STALE_SECONDS": env.float("FINE_TUNE_STALE_SECONDS", default=30.0),
 }

@@ -13,9 +13,9 @@ from django.core.files.base import ContentFile
 from django.core.management import call_command
 from django.db import IntegrityError, transaction
 
+from recognizer_site.storage import AtomicFileSystemStorage
 from training import registry
 from training.models import ModelVersion
-from training.storage import AtomicFileSystemStorage
 
 from .conftest import ONE, _database_url, _free_port, copy_of, draw_png
 

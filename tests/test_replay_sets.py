@@ -6,7 +6,8 @@ from recognition import dashboard, services
 from recognition.models import Correction, Sample
 from training import replay
 from training.models import ModelVersion
-from training.services import training_run_execute, training_run_request
+from training.runs import training_run_request
+from training.services import training_run_execute
 
 from .conftest import ONE, SEVEN, ZERO, draw_png, misread_handwriting
 

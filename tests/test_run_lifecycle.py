@@ -13,7 +13,7 @@ from django.utils import timezone
 
 from recognition import services as recognition_services
 from recognition.models import Correction
-from training import registry, replay, services
+from training import registry, replay, runs, services
 from training.models import ModelVersion, TrainingRun
 
 from .conftest import ONE, SEVEN, ZERO, copy_of, draw_png, misread_handwriting
@@ -48,7 +48,7 @@ def test_a_run_the_sweep_failed_while_it_ran_publishes_nothing(default_model, qu
     def gate_then_sweep(**kwargs):
         decision = real_gate(**kwargs)
         fall_silent()
-        sweeps.append(services.training_runs_sweep())
+        sweeps.append(runs.training_runs_sweep())
         return decision
 
     monkeypatch.setattr(services, "gate", gate_then_sweep)
@@ -58,6 +58,7 @@ def test_a_run_the_sweep_failed_while_it_ran_publishes_nothing(default_model, qu
     assert sweeps[0]["failed_stale"] == 1
     run = TrainingRun.objects.get(pk=outcome.training_run.pk)
     assert run.status == returned.status == "failed" and "worker lost" in run.error
+    assert run.failure_kind == TrainingRun.FailureKind.WORKER_LOST
     assert run.result_version is None
     assert list(ModelVersion.objects.values_list("pk", "status")) == [(default_model.pk, "active")]
     correction = Correction.objects.get()
@@ -97,7 +98,7 @@ def test_slow_phases_between_steps_do_not_lose_a_live_run(
         return decision
 
     def fine_tune_after_a_sweep(*args, **kwargs):
-        sweeps.append(services.training_runs_sweep())
+        sweeps.append(runs.training_runs_sweep())
         return real_fine_tune(*args, **kwargs)
 
     monkeypatch.setattr(replay, "heldout_user_set", slow_loading)
@@ -123,7 +124,7 @@ def test_a_version_records_the_replayed_samples_it_trained_on(default_model, qui
     version = run.result_version
     every = quick["HELDOUT_EVERY"]
     replayed = sorted(s.pk for s in earlier if s.pk % every)  # one in `every` is held out
-    assert replayed and len(replayed) <= quick["REPLAY_PER_CLASS"]  # so all of them are drawn
+    assert replayed and len(replayed) <= replay.REPLAY_PER_CLASS  # so all of them are drawn
     assert version.training_info["replayed_sample_ids"] == replayed
     assert version.metrics["trained_on"]["user_replay"] == len(replayed)
     # trained_sample_ids keeps its meaning: the corrected samples.
@@ -140,8 +141,9 @@ def test_the_sweep_stops_requeueing_runs_that_cannot_load_the_active_version(
     requeued = []
     for _ in range(3):
         run = services.training_run_execute(run_id=TrainingRun.objects.get(status="queued").pk)
-        assert run.status == "failed" and run.error.startswith("WeightsIntegrityError"), run.error
-        sweep = services.training_runs_sweep()
+        assert run.status == "failed" and run.failure_kind == "unloadable_weights", run.error
+        assert run.error.startswith("WeightsIntegrityError")
+        sweep = runs.training_runs_sweep()
         requeued.append(TrainingRun.objects.filter(status="queued").exists())
     assert requeued == [True, True, False]
     assert sweep["dispatched"] is None
@@ -151,5 +153,5 @@ def test_the_sweep_stops_requeueing_runs_that_cannot_load_the_active_version(
 
     # Another active version gives the pending correction a run again.
     registry.version_activate(version=good_copy)
-    assert services.training_runs_sweep()["dispatched"] is not None
+    assert runs.training_runs_sweep()["dispatched"] is not None
     assert TrainingRun.objects.filter(status="queued").exists()

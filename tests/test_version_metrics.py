@@ -9,7 +9,8 @@ from django.utils import timezone
 
 from recognition import dashboard
 from recognition import services as recognition_services
-from training import registry, services
+from training import registry, runs, services
+from training import selectors as training_selectors
 from training.models import ModelVersion, TrainingRun
 
 from .conftest import copy_of, misread_handwriting
@@ -64,8 +65,8 @@ def test_the_pretrained_version_is_shown_by_the_gates_score_of_it(
     assert rows[1]["overall"] == pytest.approx(child.metrics["parent_overall"])
     assert rows[1]["digits"] == pytest.approx(child.metrics["parent_digits"])
     assert rows[1]["letters"] == pytest.approx(child.metrics["parent_letters"])
-    assert {key: rows[2][key] for key in dashboard.MEASURED} == {
-        key: child.metrics[key] for key in dashboard.MEASURED
+    assert {key: rows[2][key] for key in training_selectors.MEASURED} == {
+        key: child.metrics[key] for key in training_selectors.MEASURED
     }
     # Scored on one set, v1 and its fine-tune differ by what the gate measured.
     assert rows[1]["overall"] - rows[2]["overall"] == pytest.approx(child.metrics["forgetting"])
@@ -90,13 +91,13 @@ def test_a_version_takes_the_score_its_first_fine_tune_recorded(default_model, a
     fine_tune_of(default_model, parent_overall=0.8)
     fine_tune_of(first, parent_overall=0.7)
 
-    versions = dashboard.versions_annotate_gate_scores(ModelVersion.objects.order_by("number"))
-    overall = [dashboard.version_gate_scores(v)["overall"] for v in versions]
+    versions = training_selectors.versions_by_number()
+    overall = [training_selectors.version_gate_scores(v)["overall"] for v in versions]
     # v1 by its first fine-tune's record; the copy never scored; fine-tunes by their own.
     assert overall == [pytest.approx(0.9), None, 0.5, 0.5, 0.5]
     data = dashboard.dashboard_data()
     assert [row["overall"] for row in data["versions"]] == overall
-    assert data["measure"] == dashboard.MEASURE
+    assert data["measure"] == training_selectors.MEASURE
     page = admin_client_.get(VERSIONS).content.decode()
     assert "90.00%" in page and f"{default_model.metrics['overall']:.2%}" not in page
 
@@ -126,12 +127,12 @@ def test_the_sweep_sends_a_run_it_creates_once(default_model, redis_server):
         status=TrainingRun.Status.RUNNING, started_at=silent_since, heartbeat_at=silent_since
     )
 
-    sweep = services.training_runs_sweep()
+    sweep = runs.training_runs_sweep()
 
     requeued = TrainingRun.objects.get(status=TrainingRun.Status.QUEUED)
     assert sweep == {"failed_stale": 1, "dispatched": requeued.pk}
     assert sent() == 2
     assert requeued.task_id
     # A later sweep leaves a run whose message went out alone.
-    assert services.training_runs_sweep()["dispatched"] is None
+    assert runs.training_runs_sweep()["dispatched"] is None
     assert sent() == 2

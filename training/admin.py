@@ -7,8 +7,7 @@ from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.html import format_html, format_html_join
 
-from recognition import charts, dashboard
-
+from . import charts, selectors
 from .classes import CLASSES
 from .models import ModelVersion, TrainingRun
 from .registry import version_activate
@@ -71,20 +70,20 @@ class ModelVersionAdmin(ReadOnlyAdmin):
         return request.user.has_perm("training.change_modelversion")
 
     def get_queryset(self, request):
-        return dashboard.versions_annotate_gate_scores(super().get_queryset(request))
+        return selectors.versions_annotate_gate_scores(super().get_queryset(request))
 
-    # Every version by one measure, as on the dashboard: see dashboard.MEASURE.
+    # Every version by one measure, as on the dashboard: see selectors.MEASURE.
     @admin.display(description="overall, gate's fixed set")
     def overall(self, version):
-        return _percent(dashboard.version_gate_scores(version)["overall"])
+        return _percent(selectors.version_gate_scores(version)["overall"])
 
     @admin.display(description="digits, gate's fixed set")
     def digits(self, version):
-        return _percent(dashboard.version_gate_scores(version)["digits"])
+        return _percent(selectors.version_gate_scores(version)["digits"])
 
     @admin.display(description="letters, gate's fixed set")
     def letters(self, version):
-        return _percent(dashboard.version_gate_scores(version)["letters"])
+        return _percent(selectors.version_gate_scores(version)["letters"])
 
     @admin.display(description="own evaluation")
     def own_evaluation(self, version):
@@ -167,7 +166,7 @@ class ModelVersionAdmin(ReadOnlyAdmin):
                 "title": f"Activate v{version.number}?",
                 "opts": self.opts,
                 "version": version,
-                "active": ModelVersion.objects.filter(status=ModelVersion.Status.ACTIVE).first(),
+                "active": selectors.version_active(),
                 "action_checkbox_name": admin.helpers.ACTION_CHECKBOX_NAME,
             },
         )

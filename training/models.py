@@ -64,13 +64,17 @@ class TrainingRun(models.Model):
         REJECTED = "rejected", "Rejected"
         FAILED = "failed", "Failed"
 
+    class FailureKind(models.TextChoices):
+        NONE = "", "-"
+        WORKER_LOST = "worker_lost", "Worker lost (no heartbeat)"
+        UNLOADABLE_WEIGHTS = "unloadable_weights", "The parent's weights failed their check"
+        ERROR = "error", "Error while training"
+
     FINISHED = (Status.SUCCEEDED, Status.REJECTED, Status.FAILED)
 
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.QUEUED)
     task_id = models.CharField(max_length=64, blank=True)
-    corrections = models.ManyToManyField(
-        "recognition.Correction", related_name="training_runs", blank=True
-    )
+    # ``corrections``: the reverse of recognition's Correction.training_runs.
     parent_version = models.ForeignKey(
         ModelVersion, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
     )
@@ -86,6 +90,9 @@ class TrainingRun(models.Model):
     metrics = models.JSONField(default=dict, blank=True)
     reason = models.TextField(blank=True, help_text="Why the gate rejected the candidate.")
     error = models.TextField(blank=True)
+    failure_kind = models.CharField(
+        max_length=32, choices=FailureKind.choices, default=FailureKind.NONE, blank=True
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     started_at = models.DateTimeField(null=True, blank=True)
     heartbeat_at = models.DateTimeField(null=True, blank=True)

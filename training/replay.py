@@ -13,9 +13,13 @@ from dataclasses import dataclass
 import numpy as np
 
 from recognition import selectors
-from recognition.models import Correction
 
 from .classes import CLASS_INDEX
+
+# Earlier samples replayed per class: enough to hold each class, few enough to stay quick.
+REPLAY_PER_CLASS = 20
+# Newest held-out user samples on the gate's fixed set: a steady figure, a quick gate.
+HELDOUT_LIMIT = 1000
 
 
 @dataclass(frozen=True)
@@ -94,7 +98,3 @@ def heldout_user_set(*, exclude_ids, every: int, limit: int) -> GlyphSet:
         .values_list("pk", "label", "glyph")[:limit]
     )
     return _glyph_set(rows)
-
-
-def pending_corrections() -> list[Correction]:
-    return list(selectors.corrections_pending().order_by("pk"))

@@ -1,0 +1,137 @@
+"""Read-side queries over model versions and training runs."""
+
+from datetime import timedelta
+
+from django.db.models import (
+    Count,
+    DurationField,
+    ExpressionWrapper,
+    F,
+    FloatField,
+    OuterRef,
+    Q,
+    QuerySet,
+    Subquery,
+    Sum,
+)
+from django.db.models.fields.json import KT
+from django.db.models.functions import Cast
+
+from .models import ModelVersion, TrainingRun
+
+
+def version_active() -> ModelVersion | None:
+    return ModelVersion.objects.filter(status=ModelVersion.Status.ACTIVE).first()
+
+
+def version_active_number() -> int | None:
+    return (
+        ModelVersion.objects.filter(status=ModelVersion.Status.ACTIVE)
+        .values_list("number", flat=True)
+        .first()
+    )
+
+
+def version_chain_root(*, version: ModelVersion) -> ModelVersion:
+    """The first version that uses ``version``'s anchors: the pretrained one they came from."""
+    chain = ModelVersion.objects.filter(anchors=version.anchors.name).order_by("number")
+    return chain.first() or version
+
+
+def run_queued() -> TrainingRun | None:
+    return TrainingRun.objects.filter(status=TrainingRun.Status.QUEUED).first()
+
+
+def run_is_running() -> bool:
+    return TrainingRun.objects.filter(status=TrainingRun.Status.RUNNING).exists()
+
+
+def runs_in_flight() -> QuerySet[TrainingRun]:
+    return TrainingRun.objects.filter(
+        status__in=[TrainingRun.Status.QUEUED, TrainingRun.Status.RUNNING]
+    )
+
+
+def runs_last_finished(*, parent: ModelVersion | None, limit: int) -> list[TrainingRun]:
+    """The newest finished runs that built on ``parent``, newest first."""
+    runs = TrainingRun.objects.filter(parent_version=parent, status__in=TrainingRun.FINISHED)
+    return list(runs.order_by("-pk")[:limit])
+
+
+# --- Comparing versions ------------------------------------------------------
+
+# What the dashboard and the admin compare versions by. A pretrained version's own
+# metrics are on its pretraining held-out images, a fine-tune's on the gate's fixed
+# set, where letters weigh more: mixed, they would show a drop that did not happen.
+MEASURE = "accuracy on the gate's fixed set"
+MEASURED = ("overall", "digits", "letters")
+
+
+def versions_annotate_gate_scores(versions: QuerySet) -> QuerySet:
+    """Add what the first fine-tune of each version recorded for it, its parent, on the gate's
+    fixed set: ``gate_overall``, ``gate_digits``, ``gate_letters`` (None if not recorded)."""
+    first_fine_tune = ModelVersion.objects.filter(
+        parent=OuterRef("pk"), training_info__kind="fine-tune"
+    ).order_by("number")
+    return versions.annotate(
+        **{
+            f"gate_{key}": Subquery(
+                first_fine_tune.annotate(
+                    score=Cast(KT(f"metrics__parent_{key}"), FloatField())
+                ).values("score")[:1]
+            )
+            for key in MEASURED
+        }
+    )
+
+
+def versions_by_number() -> QuerySet[ModelVersion]:
+    """Every version, oldest first, with its gate scores."""
+    return versions_annotate_gate_scores(ModelVersion.objects.order_by("number"))
+
+
+def version_gate_scores(version: ModelVersion) -> dict:
+    """A version's overall, digit and letter accuracy by ``MEASURE``, None where not recorded.
+
+    ``version`` comes from ``versions_annotate_gate_scores``. A version that is no
+    fine-tune has its figures once a fine-tune of it has run.
+    """
+    if version.training_info.get("kind") == "fine-tune":
+        return {key: version.metrics.get(key) for key in MEASURED}
+    return {key: getattr(version, f"gate_{key}") for key in MEASURED}
+
+
+# --- Operations (the /metrics endpoint) --------------------------------------
+
+
+def run_counts() -> dict[str, int]:
+    return dict(TrainingRun.objects.order_by().values_list("status").annotate(n=Count("pk")))
+
+
+def run_duration_histogram(*, bounds_s: list[float]) -> dict[str, dict]:
+    """Per finished status: cumulative counts at or under each bound, count, summed seconds."""
+    runs = (
+        TrainingRun.objects.filter(status__in=TrainingRun.FINISHED, started_at__isnull=False)
+        .order_by()
+        .annotate(
+            duration=ExpressionWrapper(
+                F("finished_at") - F("started_at"), output_field=DurationField()
+            )
+        )
+    )
+    rows = runs.values("status").annotate(
+        count=Count("pk"),
+        total=Sum("duration"),
+        **{
+            f"le{i}": Count("pk", filter=Q(duration__lte=timedelta(seconds=b)))
+            for i, b in enumerate(bounds_s)
+        },
+    )
+    return {
+        row["status"]: {
+            "buckets": [row[f"le{i}"] for i in range(len(bounds_s))],
+            "count": row["count"],
+            "sum_s": row["total"].total_seconds() if row["total"] else 0.0,
+        }
+        for row in rows
+    }
