@@ -10,6 +10,7 @@ from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
 from django.http import Http404, HttpResponse
 from django.shortcuts import redirect
+from django.template.loader import render_to_string
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils import timezone
@@ -142,6 +143,9 @@ class CorrectionInline(ReadOnlyInline):
 
 @admin.register(Sample)
 class SampleAdmin(admin.ModelAdmin):
+    class Media:
+        css = {"all": ["css/admin.css"]}
+
     list_display = (
         "id",
         "thumbnail",
@@ -226,8 +230,7 @@ class SampleAdmin(admin.ModelAdmin):
     @admin.display(description="drawing")
     def thumbnail(self, sample):
         return format_html(
-            '<img src="{}" alt="sample {}" width="40" height="40" loading="lazy" '
-            'style="background:#fff;border:1px solid #ccc">',
+            '<img src="{}" alt="sample {}" width="40" height="40" loading="lazy" class="drawing">',
             self._drawing_url(sample),
             sample.pk,
         )
@@ -247,8 +250,7 @@ class SampleAdmin(admin.ModelAdmin):
     @admin.display(description="drawing")
     def drawing(self, sample):
         return format_html(
-            '<img src="{}" alt="sample {}" width="280" height="280" '
-            'style="background:#fff;border:1px solid #ccc">',
+            '<img src="{}" alt="sample {}" width="280" height="280" class="drawing">',
             self._drawing_url(sample),
             sample.pk,
         )
@@ -256,12 +258,7 @@ class SampleAdmin(admin.ModelAdmin):
     @admin.display(description="what the model saw (28x28)")
     def seen_by_model(self, sample):
         url = charts.data_url(encode_png(Image.fromarray(sample.glyph_array(), mode="L")))
-        return format_html(
-            '<img src="{0}" alt="28x28" width="28" height="28"> '
-            '<img src="{0}" alt="28x28 enlarged" width="168" height="168" '
-            'style="image-rendering:pixelated">',
-            url,
-        )
+        return render_to_string("admin/recognition/sample/seen_by_model.html", {"url": url})
 
     @admin.display(description="strokes")
     def strokes_replay(self, sample):
@@ -282,20 +279,13 @@ class SampleAdmin(admin.ModelAdmin):
             )
             for stroke in strokes
         ]
-        # Each stroke draws itself in turn: the order and direction of writing,
-        # which the image alone does not show.
-        return format_html(
-            '<svg class="strokes-replay" viewBox="{}" width="280" height="280" '
-            'style="background:#fff;border:1px solid #ccc">{}</svg>',
-            f"{left:.1f} {top:.1f} {size:.1f} {size:.1f}",
-            format_html_join(
-                "",
-                '<path d="{}" pathLength="1" fill="none" stroke="#111" stroke-width="{}" '
-                'stroke-linecap="round" stroke-linejoin="round" stroke-dasharray="1" '
-                'stroke-dashoffset="1"><animate attributeName="stroke-dashoffset" from="1" '
-                'to="0" begin="{}s" dur="0.6s" fill="freeze"/></path>',
-                ((d, f"{size / 24:.1f}", f"{0.6 * i:.1f}") for i, d in enumerate(paths)),
-            ),
+        return render_to_string(
+            "admin/recognition/sample/strokes_replay.html",
+            {
+                "view_box": f"{left:.1f} {top:.1f} {size:.1f} {size:.1f}",
+                "width": f"{size / 24:.1f}",
+                "strokes": [{"d": d, "begin": f"{0.6 * i:.1f}"} for i, d in enumerate(paths)],
+            },
         )
 
     # --- actions -------------------------------------------------------------

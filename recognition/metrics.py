@@ -1,27 +1,7 @@
 """Prometheus metrics at ``GET /metrics``, read from the database at scrape time.
 
-Design: every figure is an aggregate query over the rows the product already
-writes, run when Prometheus scrapes. Predictions (with their label and measured
-latency), corrections, training runs and model versions all live in the
-database, which every gunicorn worker, every Celery worker and every host
-shares, so whichever process answers a scrape reports the same totals. That is
-simpler than prometheus_client's multiprocess mode, which needs a shared folder
-per host, cleaning at start and per-worker files, counts only the processes of
-one host, and forgets everything at a restart; here nothing is kept in memory,
-counters survive restarts, and a fine-tune finished by a Celery worker is
-counted without that worker serving HTTP.
-
-The cost is a handful of aggregate queries per scrape (counts by label, one
-pass over predictions for the latency buckets). The latency is the model's
-time per drawing (preprocessing and inference) that ``predict_drawing`` stores
-in ``Prediction.latency_ms``; request time including the network is the proxy's
-to measure. Because every instance reports the database's totals, aggregate
-across instances with ``max``, not ``sum``.
-
-Access: with ``METRICS_TOKEN`` set, a scrape must send ``Authorization: Bearer
-<token>``. Without it, only a client on this machine talking to gunicorn
-directly may scrape: a request relayed by a proxy (which sets
-``X-Forwarded-For``) is refused even though it arrives from loopback.
+Every figure is an aggregate over rows every process shares, so any process reports
+the same totals (aggregate instances with ``max``); docs/metrics.md says why.
 """
 
 import hmac

@@ -3,6 +3,7 @@
 import re
 
 import pytest
+from django.conf import settings
 from playwright.sync_api import expect
 
 from recognition.models import Correction, Prediction, Sample
@@ -43,6 +44,8 @@ def test_draw_recognize_and_correct(page, default_model):
     preview_width = page.locator("#preview").evaluate("image => image.naturalWidth")
     assert preview_width == 28
     page.screenshot(path=ARTIFACTS / "page-prediction.png", full_page=True)
+    # The README's picture of the page: what a newcomer sees after one drawing.
+    page.screenshot(path=settings.BASE_DIR / "docs" / "page.png")
 
     page.locator('.label-button[data-label="t"]').click()
     expect(page.locator("#status")).to_contain_text("Saved")

@@ -3,9 +3,10 @@
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
 from django.http import Http404, HttpResponse
+from django.template.loader import render_to_string
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
-from django.utils.html import format_html, format_html_join
+from django.utils.html import format_html
 
 from . import charts, selectors
 from .classes import CLASSES
@@ -132,18 +133,14 @@ class ModelVersionAdmin(ReadOnlyAdmin):
             wrong = [(count, CLASSES[p]) for p, count in enumerate(row) if p != index and count]
             worst = max(wrong) if wrong else None
             rows.append(
-                (
-                    label,
-                    sum(row),
-                    _percent(accuracy.get(label)),
-                    f"{worst[1]} ({worst[0]})" if worst else "-",
-                )
+                {
+                    "label": label,
+                    "count": sum(row),
+                    "accuracy": _percent(accuracy.get(label)),
+                    "worst": f"{worst[1]} ({worst[0]})" if worst else "-",
+                }
             )
-        return format_html(
-            '<table class="per-class"><thead><tr><th>class</th><th>count</th><th>accuracy</th>'
-            "<th>most often read as</th></tr></thead><tbody>{}</tbody></table>",
-            format_html_join("", "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>", rows),
-        )
+        return render_to_string("admin/training/modelversion/per_class.html", {"rows": rows})
 
     @admin.action(permissions=["activate"], description="Activate (roll back or forward)")
     def activate(self, request, queryset):

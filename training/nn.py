@@ -78,7 +78,7 @@ class Normalize(nn.Module):
 
 # Every architecture a stored version may name stays loadable.
 ARCHITECTURES = {
-    # Two blocks, 0.9 M parameters: the default model until 2026-11-29.
+    # Two blocks, 0.9 M parameters: the first default model (docs/default-model.md).
     "glyphnet-v1": lambda: GlyphNet(widths=(32, 64)),
     # A third block at 7x7 with 128 channels, 1.9 M parameters.
     "glyphnet-v2": lambda: GlyphNet(widths=(32, 64, 128)),
@@ -103,8 +103,7 @@ def glyphs_to_tensor(glyphs: np.ndarray) -> torch.Tensor:
 def predict_proba(model: nn.Module, glyphs: np.ndarray, batch_size: int = 64) -> np.ndarray:
     """Class probabilities (N, 36) for uint8 glyphs.
 
-    Batches of 64 keep the activations in cache: scoring the gate's fixed set
-    took 0.85 s at 64 against 1.2 s at 512 on this machine.
+    Batches of 64 keep the activations in cache (docs/benchmarks.md has the figures).
     """
     if model.training:
         model.eval()
@@ -144,8 +143,8 @@ def deserialize_state(data: bytes, architecture: str = ARCHITECTURE) -> nn.Modul
 def for_inference(model: GlyphNet) -> nn.Module:
     """An eval-only copy with each BatchNorm folded into its convolution: same outputs, faster.
 
-    Its weights are channels-last, so the convolutions take oneDNN's fast path: one
-    glyph 1.0 ms instead of 1.6 ms, a batch of 64 40% faster on this machine.
+    Its weights are channels-last, so the convolutions take oneDNN's fast path
+    (docs/benchmarks.md has the figures).
     """
     copied = copy.deepcopy(model).eval()
     layers = []
