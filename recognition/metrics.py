@@ -39,6 +39,11 @@ class DatabaseCollector:
     """Turns the selectors' aggregates into metric families, freshly at every scrape."""
 
     def collect(self):
+        yield from self._predictions()
+        yield from self._corrections()
+        yield from self._fine_tunes()
+
+    def _predictions(self):
         by_label = selectors.prediction_counts_by_label()
         predictions = CounterMetricFamily(
             "recognizer_predictions", "Predictions served, by predicted label.", labels=["label"]
@@ -59,6 +64,7 @@ class DatabaseCollector:
         )
         yield family
 
+    def _corrections(self):
         corrections = selectors.correction_counts()
         by_source = CounterMetricFamily(
             "recognizer_corrections", "Corrections received, by source.", labels=["source"]
@@ -77,6 +83,7 @@ class DatabaseCollector:
             by_state.add_metric([state], sum(n for (_, t), n in corrections.items() if t == state))
         yield by_state
 
+    def _fine_tunes(self):
         runs = training_selectors.run_counts()
         outcomes = CounterMetricFamily(
             "recognizer_fine_tunes", "Finished fine-tunes, by outcome.", labels=["outcome"]

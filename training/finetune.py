@@ -1,13 +1,8 @@
 """Online fine-tuning with replay, and the evaluation gate (no Django).
 
-A fine-tune starts from the active weights and trains a few steps on batches
-that mix the new corrections, augmented, with replayed earlier samples, so the
-model learns the correction without forgetting the rest. By default it trains
-only the classifier head: the convolutional trunk and its BatchNorm statistics
-stay as pretrained, so a chain of versions shares one trunk whose features of
-each glyph are computed once (``FrozenTrunk``). With ``trainable="all"`` the
-whole network trains, BatchNorm statistics still frozen (the batches are small
-and skewed towards a few classes).
+A fine-tune trains a copy of the active weights for a few steps on batches that mix
+the new corrections, augmented, with replayed earlier samples; by default only the
+classifier head trains (docs/online-learning.md says why and how).
 """
 
 import copy
@@ -70,10 +65,8 @@ class RootBound:
 class FrozenTrunk:
     """A GlyphNet's convolutional trunk, with what it makes of each glyph remembered.
 
-    A head-only fine-tune never changes the trunk, so along a chain of such
-    versions a glyph's features are computed once per process: replayed glyphs
-    skip the convolutions at every step, and the gate scores a candidate with its
-    classifier head alone. Models with another trunk are scored the full way.
+    A head-only fine-tune never changes the trunk, so a chain of such versions
+    computes each glyph's features once; other trunks are scored the full way.
     """
 
     def __init__(self, model: nn.GlyphNet, *, capacity: int = 8192):
@@ -146,6 +139,48 @@ class FrozenTrunk:
         return nn.score(self.predict_proba(model, glyphs).argmax(axis=1), labels)
 
 
+def _head_batches(model, candidate, trunk, new_x, replay_glyphs, generator, distill):
+    """The classifier head to train and a batch maker over the trunk's features."""
+    trunk = FrozenTrunk(model) if trunk is None else trunk
+    if not trunk.shares(model):
+        raise ValueError("the frozen trunk is not the model's own")
+    # Replayed glyphs go through the trunk once (so they are not augmented);
+    # the corrections are augmented afresh at every step.
+    replay_inputs = trunk.features(replay_glyphs)
+    replay_teaching = trunk.head_proba(model, replay_inputs) if distill else None
+
+    def batch(new_pick, replay_pick):
+        augmented = trunk.compute(augment_batch(new_x[new_pick], generator))
+        inputs = torch.cat([augmented, replay_inputs[replay_pick]])
+        return inputs, replay_teaching[replay_pick] if distill else None
+
+    return candidate.classifier.train(), batch
+
+
+def _whole_batches(model, candidate, new_x, replay_glyphs, generator, distill, new_per_batch):
+    """The whole network to train (BatchNorm frozen) and a batch maker over glyphs."""
+    replay_x = nn.glyphs_to_tensor(replay_glyphs)
+    # The parent only answers, so it answers as the web serves it: BatchNorm folded.
+    teacher = nn.for_inference(model) if distill else None
+
+    def batch(new_pick, replay_pick):
+        inputs = augment_batch(torch.cat([new_x[new_pick], replay_x[replay_pick]]), generator)
+        if teacher is None:
+            return inputs, None
+        with torch.no_grad():
+            return inputs, F.softmax(teacher(inputs[new_per_batch:]), dim=1)
+
+    return nn.set_train_mode(candidate, freeze_bn=True), batch
+
+
+def _optimizer(parameters, config: FineTuneConfig) -> torch.optim.Optimizer:
+    if config.optimizer == "adam":
+        return torch.optim.Adam(parameters, lr=config.learning_rate)
+    if config.optimizer == "sgd":
+        return torch.optim.SGD(parameters, lr=config.learning_rate, momentum=0.9)
+    raise ValueError(f"unknown optimizer {config.optimizer!r}")
+
+
 def fine_tune(
     model: torch.nn.Module,
     *,
@@ -174,44 +209,14 @@ def fine_tune(
     distill = bool(config.distill and replay_per_batch)
     parameters = nn.trainable_parameters(candidate, config.trainable)
     if config.trainable == "head":
-        trunk = FrozenTrunk(model) if trunk is None else trunk
-        if not trunk.shares(model):
-            raise ValueError("the frozen trunk is not the model's own")
-        # Replayed glyphs go through the trunk once (so they are not augmented);
-        # the corrections are augmented afresh at every step.
-        replay_inputs = trunk.features(replay_glyphs)
-        if distill:
-            replay_teaching = trunk.head_proba(model, replay_inputs)
-        network = candidate.classifier.train()
-
-        def batch(new_pick, replay_pick):
-            inputs = torch.cat(
-                [
-                    trunk.compute(augment_batch(new_x[new_pick], generator)),
-                    replay_inputs[replay_pick],
-                ]
-            )
-            return inputs, replay_teaching[replay_pick] if distill else None
-
+        network, batch = _head_batches(
+            model, candidate, trunk, new_x, replay_glyphs, generator, distill
+        )
     else:
-        replay_x = nn.glyphs_to_tensor(replay_glyphs)
-        # The parent only answers, so it answers as the web serves it: BatchNorm folded.
-        teacher = nn.for_inference(model) if distill else None
-        network = nn.set_train_mode(candidate, freeze_bn=True)
-
-        def batch(new_pick, replay_pick):
-            inputs = augment_batch(torch.cat([new_x[new_pick], replay_x[replay_pick]]), generator)
-            if teacher is None:
-                return inputs, None
-            with torch.no_grad():
-                return inputs, F.softmax(teacher(inputs[new_per_batch:]), dim=1)
-
-    if config.optimizer == "adam":
-        optimizer = torch.optim.Adam(parameters, lr=config.learning_rate)
-    elif config.optimizer == "sgd":
-        optimizer = torch.optim.SGD(parameters, lr=config.learning_rate, momentum=0.9)
-    else:
-        raise ValueError(f"unknown optimizer {config.optimizer!r}")
+        network, batch = _whole_batches(
+            model, candidate, new_x, replay_glyphs, generator, distill, new_per_batch
+        )
+    optimizer = _optimizer(parameters, config)
     started = time.monotonic()
     for step in range(config.steps):
         new_pick = torch.randint(len(new_x), (new_per_batch,), generator=generator)

@@ -98,3 +98,37 @@ def heldout_user_set(*, exclude_ids, every: int, limit: int) -> GlyphSet:
         .values_list("pk", "label", "glyph")[:limit]
     )
     return _glyph_set(rows)
+
+
+@dataclass(frozen=True)
+class Material:
+    """What a run trains on (``new`` and ``replay``) and is judged on (``fixed``)."""
+
+    new: GlyphSet
+    anchors: GlyphSet
+    user_replay: GlyphSet
+    fixed: GlyphSet
+    anchor_eval_count: int
+    heldout_count: int
+
+    @property
+    def replay(self) -> GlyphSet:
+        return self.anchors + self.user_replay
+
+
+def run_material(*, new: GlyphSet, anchors: dict, heldout_every: int, seed: int) -> Material:
+    """A run's material: its corrections, replay drawn with ``seed``, and the fixed set."""
+    heldout = heldout_user_set(exclude_ids=new.sample_ids, every=heldout_every, limit=HELDOUT_LIMIT)
+    return Material(
+        new=new,
+        anchors=GlyphSet(anchors["anchor_glyphs"], anchors["anchor_labels"]),
+        user_replay=replay_set(
+            exclude_ids=new.sample_ids,
+            per_class=REPLAY_PER_CLASS,
+            every=heldout_every,
+            seed=seed,
+        ),
+        fixed=GlyphSet(anchors["eval_glyphs"], anchors["eval_labels"]) + heldout,
+        anchor_eval_count=len(anchors["eval_labels"]),
+        heldout_count=len(heldout),
+    )

@@ -56,42 +56,6 @@ def training_run_execute(*, run_id: int) -> TrainingRun | None:
     return run
 
 
-@dataclasses.dataclass(frozen=True)
-class Material:
-    """What a run trains on (``new`` and ``replay``) and is judged on (``fixed``)."""
-
-    new: replay.GlyphSet
-    anchors: replay.GlyphSet
-    user_replay: replay.GlyphSet
-    fixed: replay.GlyphSet
-    anchor_eval_count: int
-    heldout_count: int
-
-    @property
-    def replay(self) -> replay.GlyphSet:
-        return self.anchors + self.user_replay
-
-
-def _material(*, run: TrainingRun, anchors: dict, new: replay.GlyphSet) -> Material:
-    heldout_every = settings.FINE_TUNE["HELDOUT_EVERY"]
-    heldout = replay.heldout_user_set(
-        exclude_ids=new.sample_ids, every=heldout_every, limit=replay.HELDOUT_LIMIT
-    )
-    return Material(
-        new=new,
-        anchors=replay.GlyphSet(anchors["anchor_glyphs"], anchors["anchor_labels"]),
-        user_replay=replay.replay_set(
-            exclude_ids=new.sample_ids,
-            per_class=replay.REPLAY_PER_CLASS,
-            every=heldout_every,
-            seed=run.pk,
-        ),
-        fixed=replay.GlyphSet(anchors["eval_glyphs"], anchors["eval_labels"]) + heldout,
-        anchor_eval_count=len(anchors["eval_labels"]),
-        heldout_count=len(heldout),
-    )
-
-
 def training_run_fine_tune(*, run: TrainingRun) -> None:
     """Fine-tune the run's parent on its corrections and publish the candidate as a version.
 
@@ -102,18 +66,16 @@ def training_run_fine_tune(*, run: TrainingRun) -> None:
         raise RuntimeError("no active model version to fine-tune")
     new = replay.new_corrections_set(list(run.corrections.all()))
     if not len(new):
-        with transaction.atomic():
-            if runs.training_run_finish(
-                run, status=TrainingRun.Status.REJECTED, reason="nothing left to learn"
-            ):
-                recognition_services.corrections_settle(run=run, learned=False)
+        _reject(run, reason="nothing left to learn")
         return
 
     started = time.monotonic()
     torch.set_num_threads(settings.FINE_TUNE["THREADS"])
     parent = registry.version_load_model(run.parent_version)
     anchors = registry.version_load_anchors(run.parent_version)
-    material = _material(run=run, anchors=anchors, new=new)
+    material = replay.run_material(
+        new=new, anchors=anchors, heldout_every=settings.FINE_TUNE["HELDOUT_EVERY"], seed=run.pk
+    )
     # Steps beat on their own; loading, scoring and gating do not, and on a busy
     # machine each may take a while: a beat after every phase keeps the sweep's
     # silence measured per phase.
@@ -143,6 +105,24 @@ def training_run_fine_tune(*, run: TrainingRun) -> None:
     )
     metrics = {
         **decision.metrics,
+        **_run_figures(material=material, parent_fixed=parent_fixed),
+        "candidates_tried": tried,
+        # Glyphs this run had to put through the trunk: few, once the worker is warm.
+        "trunk_features_computed": trunk.computed - computed_before,
+        "seconds": round(time.monotonic() - started, 3),
+    }
+    _publish(run=run, weights=weights, decision=decision, metrics=metrics, material=material)
+
+
+def _reject(run: TrainingRun, *, reason: str):
+    """Finish a run that trained nothing, and its corrections with it."""
+    with transaction.atomic():
+        if runs.training_run_finish(run, status=TrainingRun.Status.REJECTED, reason=reason):
+            recognition_services.corrections_settle(run=run, learned=False)
+
+
+def _run_figures(*, material: replay.Material, parent_fixed: dict) -> dict:
+    return {
         # With the gate's parent_overall: a pretrained parent's only figures on this set,
         # which the dashboard and admin show it by (its own metrics are on another set).
         "parent_digits": parent_fixed["digits"],
@@ -156,19 +136,14 @@ def training_run_fine_tune(*, run: TrainingRun) -> None:
             "user_replay": len(material.user_replay),
             "anchors": len(material.anchors),
         },
-        "candidates_tried": tried,
-        # Glyphs this run had to put through the trunk: few, once the worker is warm.
-        "trunk_features_computed": trunk.computed - computed_before,
-        "seconds": round(time.monotonic() - started, 3),
     }
-    _publish(run=run, weights=weights, decision=decision, metrics=metrics, material=material)
 
 
 def _train_until_passed(
     *,
     run: TrainingRun,
     parent: torch.nn.Module,
-    material: Material,
+    material: replay.Material,
     parent_fixed: dict,
     root: RootBound,
     trunk: FrozenTrunk,
@@ -210,7 +185,12 @@ def _train_until_passed(
 
 
 def _publish(
-    *, run: TrainingRun, weights: bytes, decision: GateDecision, metrics: dict, material: Material
+    *,
+    run: TrainingRun,
+    weights: bytes,
+    decision: GateDecision,
+    metrics: dict,
+    material: replay.Material,
 ):
     """Store the candidate's weights and settle the run and its corrections in one transaction.
 
@@ -260,7 +240,7 @@ def _publish(
             recognition_services.corrections_settle(run=run, learned=passed)
 
 
-def _training_info(*, run: TrainingRun, material: Material) -> dict:
+def _training_info(*, run: TrainingRun, material: replay.Material) -> dict:
     return {
         "kind": "fine-tune",
         "training_run": run.pk,
