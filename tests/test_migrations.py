@@ -1,6 +1,7 @@
 """A fresh database and one migrated before the apps' migrations stopped depending on
 each other both ways reach today's schema, the older one with its rows intact."""
 
+import contextlib
 import json
 import os
 import subprocess
@@ -10,21 +11,41 @@ import pytest
 from django.conf import settings
 
 
+@contextlib.contextmanager
+def empty_database(tmp_path, name: str):
+    """The URL of a new empty database on this run's server (SQLite: a new file)."""
+    db = settings.DATABASES["default"]
+    if db["ENGINE"].endswith("sqlite3"):
+        yield f"sqlite:///{tmp_path / 'db.sqlite3'}"
+        return
+    import psycopg
+
+    server = {key.lower(): db[key] for key in ("HOST", "PORT", "USER", "PASSWORD")}
+    with psycopg.connect(**server, dbname=db["NAME"], autocommit=True) as admin:
+        admin.execute(f'DROP DATABASE IF EXISTS "{name}"')
+        admin.execute(f'CREATE DATABASE "{name}"')
+        try:
+            yield "postgres://{user}:{password}@{host}:{port}/".format(**server) + name
+        finally:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}"')
+
+
 def migrated(tmp_path, mode: str) -> dict:
-    env = {
-        **os.environ,
-        "DJANGO_SETTINGS_MODULE": "recognizer_site.settings",
-        "DATABASE_URL": f"sqlite:///{tmp_path / 'db.sqlite3'}",
-        "MEDIA_ROOT": str(tmp_path / "media"),
-    }
-    done = subprocess.run(
-        [sys.executable, "-m", "tests.migration_history.upgrade", mode],
-        cwd=settings.BASE_DIR,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    with empty_database(tmp_path, f"migrations_{mode}_{os.getpid()}") as url:
+        env = {
+            **os.environ,
+            "DJANGO_SETTINGS_MODULE": "recognizer_site.settings",
+            "DATABASE_URL": url,
+            "MEDIA_ROOT": str(tmp_path / "media"),
+        }
+        done = subprocess.run(
+            [sys.executable, "-m", "tests.migration_history.upgrade", mode],
+            cwd=settings.BASE_DIR,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=180,
+        )
     assert done.returncode == 0, done.stderr
     return json.loads(done.stdout.splitlines()[-1])
 

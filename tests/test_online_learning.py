@@ -129,6 +129,8 @@ def test_a_worker_killed_mid_run_loses_no_correction(client, default_model, star
     lost = wait_for(lambda: finished(run_id), what="the lost run to be failed")
     assert lost.status == "failed" and "worker lost" in lost.error
     assert lost.result_version is None
+    shown = client.get(f"/api/training-runs/{run_id}/").json()
+    assert (shown["status"], shown["failure_kind"]) == ("failed", "worker_lost")
     correction = Correction.objects.get()
     retry = wait_for(
         lambda: TrainingRun.objects.filter(

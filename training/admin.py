@@ -195,6 +195,7 @@ class TrainingRunAdmin(ReadOnlyAdmin):
     list_display = (
         "id",
         "status",
+        "failure_kind",
         "parent_version",
         "result_version",
         "attempts",
@@ -202,9 +203,8 @@ class TrainingRunAdmin(ReadOnlyAdmin):
         "created_at",
         "finished_at",
     )
-    list_filter = ("status",)
+    list_filter = ("status", "failure_kind")
     list_select_related = ("parent_version", "result_version")
-    exclude = ("corrections",)
     readonly_fields = ("correction_count",)
 
     @admin.display(description="corrections")

@@ -147,6 +147,7 @@ class TrainingRunSerializer(serializers.ModelSerializer):
             "metrics",
             "reason",
             "error",
+            "failure_kind",
             "created_at",
             "started_at",
             "finished_at",
