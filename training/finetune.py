@@ -27,18 +27,18 @@ class FineTuneConfig:
     steps: int = 60
     # As many corrections learned as with 64, in two thirds of the time.
     batch_size: int = 32
+    # 1e-4 learned fewer real corrections; faster rates forget more (docs/online-learning.md).
     learning_rate: float = 3e-4
     # Share of every batch drawn from the new corrections; the rest is replay.
     new_fraction: float = 0.25
+    # A bound on a busy machine: the gate still judges what was learned by then.
     max_seconds: float = 60.0
     seed: int = 0
     # Adam reads more real misread corrections right than momentum SGD at the same rate.
     optimizer: str = "adam"
-    # "head" trains only the classifier layers (its frozen trunk's features are
-    # computed once per glyph, so five times faster, no more forgetting); "all" the lot.
+    # "head": the classifier only, on a frozen trunk's remembered features; "all": the lot.
     trainable: str = "head"
-    # Weight of distillation from the parent on the replayed part of each batch:
-    # keeping the parent's whole output distribution there holds what it knew.
+    # Distillation from the parent on replayed samples: keeping its outputs keeps its knowledge.
     distill: float = 3.0
 
 
