@@ -45,7 +45,8 @@ system-deps:
 POSTGRES_TESTS := tests/test_api.py tests/test_registry.py tests/test_online_learning.py \
 	tests/test_pretrain.py tests/test_scale_out.py tests/test_security.py tests/test_admin.py \
 	tests/test_export.py tests/test_metrics.py tests/test_replay_sets.py tests/test_writers.py \
-	tests/test_migrations.py
+	tests/test_migrations.py tests/test_scale.py \
+	tests/test_scale_migration.py
 
 test: venv system-deps
 	$(BIN)/python -m pytest

@@ -8,7 +8,7 @@ train the model like any other, and status changes land in the admin log.
 from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
-from django.http import Http404, HttpResponse
+from django.http import Http404, StreamingHttpResponse
 from django.shortcuts import redirect
 from django.template.loader import render_to_string
 from django.template.response import TemplateResponse
@@ -19,10 +19,11 @@ from django.utils.html import format_html, format_html_join
 from django.views.decorators.http import require_POST
 from PIL import Image
 
+from recognizer_site.paginators import EstimatedCountPaginator
 from training import charts, runs
-from training.admin import ReadOnlyAdmin
+from training import selectors as training_selectors
+from training.admin import RECENT_VERSIONS, ReadOnlyAdmin, RecentVersionsFilter
 from training.classes import CLASSES, DIGITS, LETTERS
-from training.models import ModelVersion
 
 from . import dashboard, exports, selectors, services
 from .images import encode_png
@@ -71,11 +72,13 @@ class ConfidenceBandFilter(admin.SimpleListFilter):
 
 
 class ModelVersionFilter(admin.SimpleListFilter):
+    """The newest versions only: thousands accumulate; older ones are reached by URL."""
+
     title = "model version"
     parameter_name = "version"
 
     def lookups(self, request, model_admin):
-        numbers = ModelVersion.objects.order_by("-number").values_list("number", flat=True)
+        numbers = training_selectors.version_numbers_newest(limit=RECENT_VERSIONS)
         return [(str(number), f"v{number}") for number in numbers]
 
     def queryset(self, request, queryset):
@@ -146,6 +149,8 @@ class SampleAdmin(admin.ModelAdmin):
     class Media:
         css = {"all": ["css/admin.css"]}
 
+    show_full_result_count = False
+    paginator = EstimatedCountPaginator
     list_display = (
         "id",
         "thumbnail",
@@ -205,11 +210,10 @@ class SampleAdmin(admin.ModelAdmin):
     inlines = (PredictionInline, CorrectionInline)
 
     def get_queryset(self, request):
-        return selectors.sample_review_queue()
+        return selectors.sample_list()
 
     def get_ordering(self, request):
-        # The review queue sorts on annotations, which the `ordering` attribute's
-        # checks reject as unknown fields.
+        # Expressions (nulls last), which the `ordering` attribute's checks reject.
         return selectors.REVIEW_QUEUE_ORDERING
 
     # Samples come only from predictions, and change only through the actions below.
@@ -364,7 +368,7 @@ class SampleAdmin(admin.ModelAdmin):
     @admin.action(permissions=["view"], description="Download labelled samples as a zip")
     def download_zip(self, request, queryset):
         files = exports.image_folder_files(queryset.order_by("pk"))
-        response = HttpResponse(exports.export_to_zip(files), content_type="application/zip")
+        response = StreamingHttpResponse(exports.zip_stream(files), content_type="application/zip")
         stamp = timezone.now().strftime("%Y%m%d-%H%M%S")
         response["Content-Disposition"] = f'attachment; filename="samples-{stamp}.zip"'
         return response
@@ -428,7 +432,7 @@ class AuditLogAdmin(ReadOnlyAdmin):
 @admin.register(Prediction)
 class PredictionAdmin(AuditLogAdmin):
     list_display = ("id", "sample_link", "label", "confidence", "model_version", "created_at")
-    list_filter = ("model_version", "label", "created_at")
+    list_filter = (("model_version", RecentVersionsFilter), "label", "created_at")
     list_select_related = ("model_version",)
     search_fields = ("sample__id__exact", "label__exact")
 

@@ -2,6 +2,7 @@
 
 import numpy as np
 from django.conf import settings
+from django.core.cache import cache
 
 from training import charts
 from training import selectors as training_selectors
@@ -11,9 +12,15 @@ from training.pretraining import confused_pairs
 from training.registry import NoActiveModel, active_model
 
 from . import selectors
+from .models import Correction
 
 # Enough corrected samples for a stable figure, few enough to predict within a request.
 CORRECTED_LIMIT = 2000
+# The versions the table and chart show: a busy site makes a new one every few corrections.
+RECENT_VERSIONS = 50
+# The active model's figure on corrected samples is kept until a new correction or
+# version; moderators' exclusions show within this many seconds.
+ON_CORRECTED_SECONDS = 60
 
 
 def _accuracy(predicted: np.ndarray, labels: np.ndarray) -> dict | None:
@@ -23,6 +30,21 @@ def _accuracy(predicted: np.ndarray, labels: np.ndarray) -> dict | None:
 
 
 def active_model_on_corrected_samples() -> dict | None:
+    """``active_model_on_corrected_samples_now()``, cached until a new correction or version."""
+    try:
+        number = active_model.get().number
+    except NoActiveModel:
+        return None
+    newest = Correction.objects.order_by("-pk").values_list("pk", flat=True).first()
+    key = f"dashboard:on-corrected:v{number}:c{newest}"
+    figures = cache.get(key)
+    if figures is None:
+        figures = active_model_on_corrected_samples_now()
+        cache.set(key, figures, ON_CORRECTED_SECONDS)
+    return figures
+
+
+def active_model_on_corrected_samples_now() -> dict | None:
     """Accuracy of the active model on user samples a person labelled, newest first.
 
     Fine-tunes train on most of them: every correction is learned, whatever its
@@ -60,7 +82,7 @@ def _accuracy_chart(rows: list[dict]) -> str | None:
 
 
 def dashboard_data() -> dict:
-    versions = list(training_selectors.versions_by_number())
+    versions = training_selectors.versions_newest(limit=RECENT_VERSIONS)
     rows = [
         {
             "number": version.number,
@@ -71,11 +93,12 @@ def dashboard_data() -> dict:
         }
         for version in versions
     ]
-    active = next((v for v in versions if v.status == ModelVersion.Status.ACTIVE), None)
+    active = training_selectors.version_active()
     counts = selectors.sample_counts_by_class()
     pending = selectors.corrections_pending().select_related("author").order_by("-created_at")
     return {
         "versions": rows,
+        "recent_versions": RECENT_VERSIONS,
         "measure": training_selectors.MEASURE,
         "accuracy_chart": _accuracy_chart(rows),
         "active_version": active,

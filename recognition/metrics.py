@@ -2,6 +2,8 @@
 
 Every figure is an aggregate over rows every process shares, so any process reports
 the same totals (aggregate instances with ``max``); docs/metrics.md says why.
+Predictions are read from ``PredictionTally``, counted by label and latency
+bucket in each prediction's own transaction, not by scanning every prediction.
 """
 
 import hmac
@@ -24,9 +26,8 @@ from training.classes import CLASSES
 from training.models import TrainingRun
 
 from . import selectors
-from .models import Correction
+from .models import LATENCY_BOUNDS_MS, Correction
 
-LATENCY_BOUNDS_MS = [1, 2, 5, 10, 20, 50, 100, 200, 500, 1000]
 FINE_TUNE_BOUNDS_S = [1, 2, 5, 10, 20, 30, 60, 120, 300, 600]
 LOOPBACK = {"127.0.0.1", "::1"}
 
@@ -52,7 +53,7 @@ class DatabaseCollector:
             predictions.add_metric([label], by_label.get(label, 0))
         yield predictions
 
-        latency = selectors.prediction_latency_histogram(bounds_ms=LATENCY_BOUNDS_MS)
+        latency = selectors.prediction_latency_histogram()
         family = HistogramMetricFamily(
             "recognizer_prediction_latency_seconds",
             "Model time per prediction (preprocessing and inference).",

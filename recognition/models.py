@@ -1,11 +1,13 @@
 """Every drawing, every prediction made on it, and every correction of it."""
 
+import random
 import uuid
 
 import numpy as np
 from django.conf import settings
 from django.core.files.storage import storages
 from django.db import models
+from django.db.models import Case, Q, Value, When
 from django.utils import timezone
 
 from training.classes import CLASSES
@@ -60,21 +62,66 @@ class Sample(models.Model):
     # correction); kept as a column so that lists can filter and sort by it.
     label = models.CharField(max_length=1, choices=LABEL_CHOICES, blank=True, db_index=True)
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    # The latest prediction, kept on the sample (written with it by predict_drawing)
+    # so that lists filter and sort on indexed columns instead of a subquery per row.
+    predicted_label = models.CharField(max_length=1, choices=LABEL_CHOICES, blank=True)
+    confidence = models.FloatField(null=True, blank=True)
+    model_version_number = models.PositiveIntegerField(null=True, blank=True, db_index=True)
+    corrected = models.BooleanField(default=False, help_text="Someone gave it a label.")
+    # A random order of samples: a fine-tune replays the next few of a class from a
+    # random point of it, reading an index instead of every labelled sample.
+    replay_key = models.FloatField(default=random.random)
+    # A person and the model disagree: either the model must learn or the label is wrong.
+    disputed = models.GeneratedField(
+        expression=Case(
+            When(~Q(label="") & ~Q(label=models.F("predicted_label")), then=Value(True)),
+            default=Value(False),
+        ),
+        output_field=models.BooleanField(),
+        db_persist=True,
+    )
+    reviewed = models.GeneratedField(
+        expression=Case(When(status="unreviewed", then=Value(False)), default=Value(True)),
+        output_field=models.BooleanField(),
+        db_persist=True,
+    )
 
     class Meta:
         ordering = ["-created_at"]
         permissions = [("moderate_sample", "Can review, relabel and exclude samples")]
+        indexes = [
+            # The review queue's order (selectors.REVIEW_QUEUE_ORDERING, then the
+            # admin's -pk): its first page is read straight off this index.
+            models.Index(
+                "reviewed",
+                models.F("disputed").desc(),
+                "confidence",
+                models.F("created_at").desc(),
+                models.F("id").desc(),
+                name="sample_review_queue",
+            ),
+            models.Index(fields=["predicted_label", "confidence"], name="sample_predicted"),
+            # Labelled samples, a few percent of all: replay by class, held-out, counts.
+            models.Index(
+                fields=["label", "replay_key"], name="sample_replay_order", condition=~Q(label="")
+            ),
+            models.Index(
+                fields=["-id"],
+                name="sample_labelled_newest",
+                condition=~Q(label="") & ~Q(status="excluded"),
+            ),
+            models.Index(
+                fields=["predicted_label", "label"],
+                name="sample_disputed",
+                condition=Q(disputed=True),
+            ),
+        ]
 
     def __str__(self):
         return f"sample {self.pk}"
 
     def glyph_array(self) -> np.ndarray:
         return np.frombuffer(bytes(self.glyph), dtype=np.uint8).reshape(28, 28)
-
-    def latest_predicted_label(self) -> str:
-        """The label of the latest prediction (every sample has at least one)."""
-        latest = self.predictions.order_by("-created_at", "-pk").values_list("label", flat=True)
-        return latest.first() or ""
 
     def derive_label(self) -> str:
         """Latest moderator label, else latest correction, else no label."""
@@ -97,9 +144,36 @@ class Prediction(models.Model):
 
     class Meta:
         ordering = ["-created_at"]
+        indexes = [models.Index(fields=["-created_at", "-id"], name="prediction_newest")]
 
     def __str__(self):
         return f"{self.label} ({self.confidence:.2f}) for sample {self.sample_id}"
+
+
+# Upper bounds (ms) of the prediction latency histogram that /metrics exports.
+LATENCY_BOUNDS_MS = [1, 2, 5, 10, 20, 50, 100, 200, 500, 1000]
+
+
+class PredictionTally(models.Model):
+    """Predictions made, by label and latency bucket, counted in each prediction's transaction.
+
+    /metrics reads these few rows instead of aggregating every prediction. Bucket
+    ``i`` holds latencies in (LATENCY_BOUNDS_MS[i-1], LATENCY_BOUNDS_MS[i]]; the
+    last one, ``len(LATENCY_BOUNDS_MS)``, those above every bound.
+    """
+
+    label = models.CharField(max_length=1, choices=LABEL_CHOICES)
+    bucket = models.PositiveSmallIntegerField()
+    count = models.BigIntegerField(default=0)
+    sum_ms = models.FloatField(default=0.0)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["label", "bucket"], name="prediction_tally_key")
+        ]
+
+    def __str__(self):
+        return f"{self.count} predictions of {self.label!r} in latency bucket {self.bucket}"
 
 
 class Correction(models.Model):
@@ -142,6 +216,11 @@ class Correction(models.Model):
 
     class Meta:
         ordering = ["-created_at"]
+        indexes = [
+            models.Index(fields=["-created_at", "-id"], name="correction_newest"),
+            models.Index(fields=["source", "training_state"], name="correction_source_state"),
+            models.Index(fields=["sample", "training_state"], name="correction_sample_state"),
+        ]
 
     def __str__(self):
         return f"{self.previous_label or '?'} -> {self.label} on sample {self.sample_id}"

@@ -1,9 +1,10 @@
 """Read-side queries over samples, predictions and corrections."""
 
+from itertools import accumulate
+
 import numpy as np
 from django.contrib.auth import get_user_model
 from django.db.models import (
-    BooleanField,
     Case,
     Count,
     Exists,
@@ -21,22 +22,12 @@ from django.db.models.lookups import Exact
 
 from training.classes import CLASSES
 
-from .models import Correction, Prediction, Sample
-
-
-def _latest_prediction(field: str) -> Subquery:
-    latest = Prediction.objects.filter(sample=OuterRef("pk")).order_by("-created_at", "-pk")
-    return Subquery(latest.values(field)[:1])
+from .models import LATENCY_BOUNDS_MS, Correction, PredictionTally, Sample
 
 
 def sample_list() -> QuerySet[Sample]:
-    """Samples annotated with their latest prediction and whether anyone corrected them."""
-    return Sample.objects.annotate(
-        predicted_label=_latest_prediction("label"),
-        confidence=_latest_prediction("confidence"),
-        model_version_number=_latest_prediction("model_version__number"),
-        corrected=Exists(Correction.objects.filter(sample=OuterRef("pk"))),
-    ).select_related("user")
+    """Samples with their latest prediction's label, confidence and version number."""
+    return Sample.objects.select_related("user")
 
 
 def sample_detail(*, sample_id: int) -> Sample:
@@ -130,7 +121,7 @@ def samples_annotate_heldout(samples: QuerySet[Sample], *, every: int) -> QueryS
 REVIEW_QUEUE_ORDERING = (
     F("reviewed").asc(),
     F("disputed").desc(),
-    F("confidence").asc(nulls_last=True),
+    "confidence",  # never null: every sample is stored with its prediction
     "-created_at",
 )
 CONFIDENCE_BANDS = {
@@ -142,19 +133,8 @@ CONFIDENCE_BANDS = {
 
 
 def sample_review_queue() -> QuerySet[Sample]:
-    """``sample_list()`` plus whether the label disputes the prediction, and whether reviewed."""
-    return sample_list().annotate(
-        disputed=Case(
-            When(~Q(label="") & ~Q(label=F("predicted_label")), then=Value(True)),
-            default=Value(False),
-            output_field=BooleanField(),
-        ),
-        reviewed=Case(
-            When(status=Sample.Status.UNREVIEWED, then=Value(False)),
-            default=Value(True),
-            output_field=BooleanField(),
-        ),
-    )
+    """Samples to review, in ``REVIEW_QUEUE_ORDERING`` (the index ``sample_review_queue``)."""
+    return sample_list().order_by(*REVIEW_QUEUE_ORDERING)
 
 
 def samples_in_confidence_band(samples: QuerySet[Sample], *, band: str) -> QuerySet[Sample]:
@@ -174,7 +154,6 @@ def sample_counts_by_class() -> dict[str, dict[str, int]]:
     """Per class: samples predicted as it, labelled as it, and corrections to and away from it."""
     counts = {label: dict.fromkeys(("predicted", "labelled", "to", "from"), 0) for label in CLASSES}
     tallies = {
-        "predicted": sample_list().values_list("predicted_label").annotate(n=Count("pk")),
         "labelled": Sample.objects.exclude(label="").values_list("label").annotate(n=Count("pk")),
         "to": Correction.objects.values_list("label").annotate(n=Count("pk")),
         "from": Correction.objects.exclude(previous_label="")
@@ -185,6 +164,10 @@ def sample_counts_by_class() -> dict[str, dict[str, int]]:
         for label, n in rows.order_by():
             if label in counts:
                 counts[label][column] = n
+    # Every sample has exactly one prediction: predictions by label count samples too.
+    for label, n in prediction_counts_by_label().items():
+        if label in counts:
+            counts[label]["predicted"] = n
     return counts
 
 
@@ -206,11 +189,7 @@ def samples_confused_pairs(*, limit: int = 10) -> list[dict]:
 
 def samples_corrected() -> QuerySet[Sample]:
     """Trainable samples that a person labelled, newest first."""
-    return (
-        samples_trainable()
-        .filter(Exists(Correction.objects.filter(sample=OuterRef("pk"))))
-        .order_by("-pk")
-    )
+    return samples_trainable().filter(corrected=True).order_by("-pk")
 
 
 def samples_labelled_by(samples: QuerySet[Sample], *, author_id: int) -> QuerySet[Sample]:
@@ -230,26 +209,32 @@ def correction_authors():
 
 
 # --- Operations (the /metrics endpoint) --------------------------------------
-# Aggregates over whole tables, one query each, so that every process reports
-# the same totals; see recognition/metrics.py.
+# Read from the database so that every process reports the same totals (see
+# recognition/metrics.py): predictions from their tally, the rest by aggregates
+# over tables that grow with corrections and runs, not with predictions.
 
 
 def prediction_counts_by_label() -> dict[str, int]:
-    counts = Prediction.objects.order_by().values_list("label").annotate(n=Count("pk"))
+    counts = PredictionTally.objects.order_by().values_list("label").annotate(n=Sum("count"))
     return dict(counts)
 
 
-def prediction_latency_histogram(*, bounds_ms: list[float]) -> dict:
-    """Cumulative counts of predictions at or under each bound, their count and summed latency."""
-    totals = Prediction.objects.aggregate(
-        count=Count("pk"),
-        sum_ms=Sum("latency_ms"),
-        **{f"le{i}": Count("pk", filter=Q(latency_ms__lte=b)) for i, b in enumerate(bounds_ms)},
+def prediction_latency_histogram() -> dict:
+    """Cumulative counts of predictions within each of ``LATENCY_BOUNDS_MS``, count, summed ms."""
+    rows = (
+        PredictionTally.objects.order_by()
+        .values_list("bucket")
+        .annotate(n=Sum("count"), ms=Sum("sum_ms"))
     )
+    per_bucket = [0] * (len(LATENCY_BOUNDS_MS) + 1)
+    sum_ms = 0.0
+    for bucket, n, ms in rows:
+        per_bucket[bucket] += n
+        sum_ms += ms
     return {
-        "buckets": [totals[f"le{i}"] for i in range(len(bounds_ms))],
-        "count": totals["count"],
-        "sum_ms": totals["sum_ms"] or 0.0,
+        "buckets": list(accumulate(per_bucket[:-1])),
+        "count": sum(per_bucket),
+        "sum_ms": sum_ms,
     }
 
 

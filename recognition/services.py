@@ -5,6 +5,7 @@ one transaction, and leaves nothing half-written when it fails.
 """
 
 import base64
+import bisect
 import time
 from dataclasses import dataclass
 
@@ -12,7 +13,8 @@ import numpy as np
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
 from django.core.files.base import ContentFile
-from django.db import transaction
+from django.db import IntegrityError, transaction
+from django.db.models import F
 from PIL import Image
 
 from training import runs
@@ -28,7 +30,7 @@ from . import selectors
 from .context import DEFAULT_CONTEXT, context_labels, context_restrict
 from .images import DrawingError, decode_drawing, encode_png
 from .lookalikes import lookalike_pairs, lookalikes_of
-from .models import Correction, Prediction, Sample
+from .models import LATENCY_BOUNDS_MS, Correction, Prediction, PredictionTally, Sample
 
 TOP_K = 5
 
@@ -108,6 +110,9 @@ def predict_drawing(
         session_key=session_key or "",
         writer=writer.key if writer else "",
         classes=classes,
+        predicted_label=top[0]["label"],
+        confidence=top[0]["probability"],
+        model_version_number=loaded.number,
     )
     stored_png = image_data if image.format == "PNG" else encode_png(image)
     # The file is written (atomically) first; if the rows cannot be written it goes too.
@@ -123,6 +128,7 @@ def predict_drawing(
                 probabilities=[round(float(p), 6) for p in probabilities],
                 latency_ms=latency_ms,
             )
+            _prediction_tally_add(label=prediction.label, latency_ms=latency_ms)
     except BaseException:
         sample.image.delete(save=False)
         raise
@@ -135,6 +141,23 @@ def predict_drawing(
         lookalikes=lookalikes_of(probabilities, lookalike_pairs(loaded.version_id)),
         personal=personal,
     )
+
+
+def _prediction_tally_add(*, label: str, latency_ms: float):
+    """Count one prediction in its (label, latency bucket) row, inside the caller's transaction."""
+    bucket = bisect.bisect_left(LATENCY_BOUNDS_MS, latency_ms)
+    counted = PredictionTally.objects.filter(label=label, bucket=bucket).update(
+        count=F("count") + 1, sum_ms=F("sum_ms") + latency_ms
+    )
+    if counted:
+        return
+    try:
+        with transaction.atomic():  # the row's first prediction, unless another process won
+            PredictionTally.objects.create(label=label, bucket=bucket, count=1, sum_ms=latency_ms)
+    except IntegrityError:
+        PredictionTally.objects.filter(label=label, bucket=bucket).update(
+            count=F("count") + 1, sum_ms=F("sum_ms") + latency_ms
+        )
 
 
 def correct_sample(
@@ -155,7 +178,7 @@ def correct_sample(
     if label not in CLASS_INDEX:
         raise ValueError(f"{label!r} is not one of the 36 classes")
     with transaction.atomic():
-        predicted = sample.latest_predicted_label()
+        predicted = sample.predicted_label
         previous = sample.label or predicted
         teaches = (label != previous or label != predicted) and (
             sample.status != Sample.Status.EXCLUDED
@@ -172,7 +195,8 @@ def correct_sample(
             ),
         )
         sample.label = sample.derive_label()
-        sample.save(update_fields=["label"])
+        sample.corrected = True
+        sample.save(update_fields=["label", "corrected"])
         if source != Correction.Source.ADMIN:
             writers_services.personal_model_learn(sample=sample, label=label)
         training_run = runs.training_run_request() if teaches else None
@@ -223,7 +247,7 @@ def sample_confirm(*, sample: Sample, moderator) -> CorrectionOutcome:
     """
     return _moderator_label(
         sample=sample,
-        label=sample.label or sample.latest_predicted_label(),
+        label=sample.label or sample.predicted_label,
         moderator=moderator,
         status=Sample.Status.CONFIRMED,
     )

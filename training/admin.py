@@ -8,6 +8,8 @@ from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.html import format_html
 
+from recognizer_site.paginators import EstimatedCountPaginator
+
 from . import charts, selectors
 from .classes import CLASSES
 from .models import ModelVersion, TrainingRun
@@ -18,8 +20,24 @@ def _percent(value) -> str:
     return "-" if value is None else f"{value:.2%}"
 
 
+# Filters list this many of the newest versions: a busy site makes thousands.
+RECENT_VERSIONS = 20
+
+
+class RecentVersionsFilter(admin.RelatedFieldListFilter):
+    """A model version filter offering only the newest versions; older ones are reached by URL."""
+
+    def field_choices(self, field, request, model_admin):
+        versions = ModelVersion.objects.order_by("-number")[:RECENT_VERSIONS]
+        return [(version.pk, str(version)) for version in versions]
+
+
 class ReadOnlyAdmin(admin.ModelAdmin):
     """Records nobody adds, edits or deletes here; custom actions are the only writers."""
+
+    # Long lists: no count of the whole table, and an estimated count on PostgreSQL.
+    show_full_result_count = False
+    paginator = EstimatedCountPaginator
 
     def has_add_permission(self, request):
         return False

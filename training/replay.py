@@ -14,7 +14,7 @@ import numpy as np
 
 from recognition import selectors
 
-from .classes import CLASS_INDEX
+from .classes import CLASS_INDEX, CLASSES
 
 # Earlier samples replayed per class: enough to hold each class, few enough to stay quick.
 REPLAY_PER_CLASS = 20
@@ -67,25 +67,38 @@ def replay_set(*, exclude_ids, per_class: int, every: int, seed: int) -> GlyphSe
 
     A moderator's label is the one the product trusts most (it outranks users'
     labels), so a class's quota takes moderator-reviewed samples before others.
+    Samples lie in a fixed random order (``Sample.replay_key``); a run takes the
+    next ones of each class from a random point of it, so its cost does not grow
+    with the number of labelled samples.
     """
     candidates = (
         selectors.samples_annotate_heldout(selectors.samples_replayable(), every=every)
         .exclude(in_heldout_share=True)
         .exclude(pk__in=exclude_ids)
-        .order_by("pk")
-        .values_list("pk", "label", "moderated")
     )
-    by_class: dict[str, tuple[list[int], list[int]]] = {}
-    for pk, label, moderated in candidates:
-        by_class.setdefault(label, ([], []))[0 if moderated else 1].append(pk)
     rng = np.random.default_rng(seed)
     chosen: list[int] = []
-    for moderated, others in by_class.values():
-        first = rng.permutation(moderated)[:per_class]
-        chosen += [int(pk) for pk in first]
-        chosen += [int(pk) for pk in rng.permutation(others)[: per_class - len(first)]]
+    for label in CLASSES:
+        start = float(rng.random())
+        of_class = candidates.filter(label=label)
+        picked = _next_in_replay_order(of_class.filter(moderated=True), start, per_class)
+        chosen += picked
+        chosen += _next_in_replay_order(
+            of_class.filter(moderated=False), start, per_class - len(picked)
+        )
     rows = selectors.samples_trainable().filter(pk__in=chosen).order_by("pk")
     return _glyph_set(rows.values_list("pk", "label", "glyph"))
+
+
+def _next_in_replay_order(samples, start: float, limit: int) -> list[int]:
+    """Up to ``limit`` ids in ``replay_key`` order from ``start``, wrapping round once."""
+    if limit <= 0:
+        return []
+    ordered = samples.order_by("replay_key").values_list("pk", flat=True)
+    ids = list(ordered.filter(replay_key__gte=start)[:limit])
+    if len(ids) < limit:
+        ids += ordered.filter(replay_key__lt=start)[: limit - len(ids)]
+    return ids
 
 
 def heldout_user_set(*, exclude_ids, every: int, limit: int) -> GlyphSet:

@@ -90,6 +90,17 @@ def versions_by_number() -> QuerySet[ModelVersion]:
     return versions_annotate_gate_scores(ModelVersion.objects.order_by("number"))
 
 
+def versions_newest(*, limit: int) -> list[ModelVersion]:
+    """The newest ``limit`` versions, oldest first, with their gate scores."""
+    newest = ModelVersion.objects.order_by("-number")[:limit]
+    return list(versions_annotate_gate_scores(newest))[::-1]
+
+
+def version_numbers_newest(*, limit: int) -> list[int]:
+    """The numbers of the newest ``limit`` versions, newest first."""
+    return list(ModelVersion.objects.order_by("-number").values_list("number", flat=True)[:limit])
+
+
 def version_gate_scores(version: ModelVersion) -> dict:
     """A version's overall, digit and letter accuracy by ``MEASURE``, None where not recorded.
 

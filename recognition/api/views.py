@@ -2,6 +2,7 @@
 
 import django_filters
 from django.db import transaction
+from django.db.models import Prefetch
 from django.http import Http404
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiResponse, extend_schema
@@ -275,7 +276,9 @@ class ModelVersionViewSet(viewsets.ReadOnlyModelViewSet):
 class TrainingRunViewSet(mixins.RetrieveModelMixin, mixins.ListModelMixin, viewsets.GenericViewSet):
     """Fine-tunes and their progress; anyone may follow a run, staff may list them."""
 
-    queryset = TrainingRun.objects.select_related("parent_version", "result_version")
+    queryset = TrainingRun.objects.select_related(
+        "parent_version", "result_version"
+    ).prefetch_related(Prefetch("corrections", queryset=Correction.objects.only("pk")))
     serializer_class = TrainingRunSerializer
 
     def get_permissions(self):

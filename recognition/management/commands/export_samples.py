@@ -27,7 +27,7 @@ class Command(BaseCommand):
         statuses = options["status"] or [
             status for status in Sample.Status.values if status != Sample.Status.EXCLUDED
         ]
-        samples = selectors.samples_for_export(statuses=statuses).iterator()
+        samples = selectors.samples_for_export(statuses=statuses)
         files = exports.FORMATS[options["format"]](samples, statuses=statuses)
         try:
             exports.export_to_folder(files, options["out"])

@@ -1,0 +1,520 @@
+"""How the pages, the API, /metrics, a fine-tune's selection and the export grow with the data.
+
+For each size it makes a throw-away database (SQLite, or PostgreSQL when
+DATABASE_URL names a server, as ``scripts/with_postgres.py`` does), migrates it,
+installs the default model, times a prediction on the empty database, then fills
+it with bulk inserts: N samples each with its prediction (a realistic label and
+confidence spread; every drawing is one shared real PNG), N/20 corrections,
+max(20, N/500) model versions with their training runs. Then it times, with a
+warm cache, requests through Django's whole stack (the test client: middleware,
+admin, DRF) and the jobs themselves, and prints one table per size.
+
+    .venv/bin/python bench/scale.py --rows 10000 1000000
+    .venv/bin/python scripts/with_postgres.py .venv/bin/python bench/scale.py --rows 10000 1000000
+
+Each measurement runs once to warm up, then up to --repeat times within --budget
+seconds (at least once): the n column says how many.
+"""
+
+import argparse
+import base64
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import timedelta
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from bench.server import Deployment  # noqa: E402
+
+BATCH = 20_000
+DAYS = 60
+
+
+# --- the parent: one fresh database per size ---------------------------------
+
+
+def fresh_database(rows: int):
+    """(DATABASE_URL, drop) for an empty database: a new PostgreSQL one, else SQLite's default."""
+    url = os.environ.get("DATABASE_URL", "")
+    if not url.startswith("postgres"):
+        return None, lambda: None
+    import psycopg
+
+    name = f"scale_{rows}_{os.getpid()}"
+    with psycopg.connect(url.replace("postgres://", "postgresql://"), autocommit=True) as db:
+        db.execute(f"CREATE DATABASE {name}")
+
+    def drop():
+        with psycopg.connect(url.replace("postgres://", "postgresql://"), autocommit=True) as db:
+            db.execute(f"DROP DATABASE {name} WITH (FORCE)")
+
+    return url.rsplit("/", 1)[0] + f"/{name}", drop
+
+
+def run_size(rows: int, args) -> dict:
+    url, drop = fresh_database(rows)
+    overrides = {"DATABASE_URL": url} if url else {}
+    try:
+        with Deployment(**overrides) as deployment:
+            deployment.start_redis()
+            out = deployment.dir / "figures.json"
+            subprocess.run(
+                [sys.executable, __file__, "--child", str(rows), "--out", str(out),
+                 "--repeat", str(args.repeat), "--budget", str(args.budget)],
+                cwd=ROOT, env=deployment.env, check=True,
+            )  # fmt: skip
+            return json.loads(out.read_text())
+    finally:
+        drop()
+
+
+def print_table(figures: dict):
+    print(f"\n## {figures['database']}, {figures['rows']:,} samples", flush=True)
+    print(", ".join(f"{key} {value}" for key, value in figures["filled"].items()))
+    print(f"| {'measured':<52} | {'p50 ms':>9} | {'p95 ms':>9} | {'n':>3} | note")
+    print(f"|{'-' * 54}|{'-' * 11}|{'-' * 11}|{'-' * 5}|------")
+    for name, row in figures["rows_measured"].items():
+        note = row.get("note", "")
+        print(f"| {name:<52} | {row['p50']:>9.1f} | {row['p95']:>9.1f} | {row['n']:>3} | {note}")
+
+
+# --- the child: fill, then measure -------------------------------------------
+
+
+def timed_runs(function, *, repeat: int, budget: float) -> dict:
+    begin = time.perf_counter()
+    function()  # warm-up: caches, the model, the query plan
+    warm_up = (time.perf_counter() - begin) * 1000
+    if warm_up > budget * 1000:  # too slow to repeat: the one (cold) run is the figure
+        return {"p50": warm_up, "p95": warm_up, "n": 1, "note": "cold, once"}
+    times = []
+    started = time.monotonic()
+    while len(times) < repeat and (not times or time.monotonic() - started < budget):
+        begin = time.perf_counter()
+        function()
+        times.append((time.perf_counter() - begin) * 1000)
+    times.sort()
+    return {
+        "p50": statistics.median(times),
+        "p95": times[min(len(times) - 1, round(0.95 * (len(times) - 1)))],
+        "n": len(times),
+    }
+
+
+def insert(model, objects: list, connection):
+    """Insert many unsaved rows: COPY on PostgreSQL, bulk_create elsewhere."""
+    if connection.vendor != "postgresql":
+        model.objects.bulk_create(objects, batch_size=2000)
+        return
+    fields = [f for f in model._meta.concrete_fields if not f.primary_key or f.attname != "id"]
+    columns = ", ".join(connection.ops.quote_name(f.column) for f in fields)
+    with connection.cursor() as cursor:
+        raw = cursor.cursor
+        with raw.copy(f"COPY {model._meta.db_table} ({columns}) FROM STDIN") as copy:
+            for obj in objects:
+                copy.write_row(
+                    [f.get_db_prep_save(getattr(obj, f.attname), connection) for f in fields]
+                )
+
+
+def fill(rows: int, png: bytes) -> dict:
+    import numpy as np
+    from django.contrib.auth import get_user_model
+    from django.core.files.base import ContentFile
+    from django.core.files.storage import storages
+    from django.db import connection, transaction
+    from django.utils import timezone
+
+    from recognition.models import Correction, Prediction, Sample
+    from training.classes import CLASSES
+    from training.models import ModelVersion, TrainingRun
+
+    rng = np.random.default_rng(17)
+    started = time.monotonic()
+    image_name = storages["drawings"].save("samples/scale/shared.png", ContentFile(png))
+    glyph = bytes(Sample.objects.get().glyph)  # the empty-database prediction's drawing
+    now = timezone.now()
+    origin = now - timezone.timedelta(days=DAYS)
+    step = timezone.timedelta(days=DAYS) / rows
+    version_count = max(20, rows // 500)
+    correction_count = rows // 20
+    User = get_user_model()
+
+    first = ModelVersion.objects.get()
+    users = User.objects.bulk_create(
+        [User(username=f"labeller{i}", password="!") for i in range(50)]
+    )
+    moderator = User.objects.create(username="moderator-scale", is_staff=True, password="!")
+
+    # Versions: a chain of fine-tunes of the default model, the newest one active.
+    classes = list(CLASSES)
+    confusion = (np.eye(36, dtype=int) * 40 + rng.integers(0, 2, (36, 36))).tolist()
+    versions = []
+    for number in range(2, version_count + 1):
+        overall = float(0.9 + 0.05 * rng.random())
+        versions.append(
+            ModelVersion(
+                number=number,
+                status=ModelVersion.Status.RETIRED,
+                weights=first.weights.name,
+                sha256=first.sha256,
+                anchors=first.anchors.name,
+                architecture=first.architecture,
+                classes=classes,
+                metrics={
+                    "overall": overall,
+                    "digits": overall + 0.03,
+                    "letters": overall - 0.02,
+                    "forgetting": float(rng.normal(0, 0.004)),
+                    "parent_overall": overall - 0.001,
+                    "parent_digits": overall + 0.029,
+                    "parent_letters": overall - 0.021,
+                    "confusion": confusion,
+                    "per_class": dict.fromkeys(classes, overall),
+                    "count": 1440,
+                },
+                training_info={"kind": "fine-tune", "settings": {}, "correction_ids": []},
+                trained_sample_ids=[int(i) for i in rng.integers(1, rows, 25)],
+                created_at=origin + (number - 1) * (now - origin) / version_count,
+            )
+        )
+    with transaction.atomic():
+        ModelVersion.objects.filter(pk=first.pk).update(status=ModelVersion.Status.RETIRED)
+        ModelVersion.objects.bulk_create(versions, batch_size=500)
+        versions = list(ModelVersion.objects.order_by("number"))
+        ModelVersion.objects.filter(pk=versions[-1].pk).update(
+            status=ModelVersion.Status.ACTIVE, activated_at=now
+        )
+        parents = {v.number: v for v in versions}
+        TrainingRun.objects.bulk_create(
+            [
+                TrainingRun(
+                    status=TrainingRun.Status.SUCCEEDED,
+                    parent_version=parents[v.number - 1],
+                    result_version=v,
+                    attempts=1,
+                    progress=1.0,
+                    started_at=v.created_at - timezone.timedelta(seconds=2),
+                    heartbeat_at=v.created_at,
+                    finished_at=v.created_at,
+                )
+                for v in versions[1:]
+            ],
+            batch_size=500,
+        )
+        for version in versions[1:]:
+            version.parent = parents[version.number - 1]
+        ModelVersion.objects.bulk_update(versions[1:], ["parent"], batch_size=500)
+    version_ids = [v.pk for v in versions]
+
+    # Samples and predictions: digits drawn more than letters, mostly confident.
+    weights = np.array([2.0] * 10 + [1.0] * 26)
+    predicted = rng.choice(36, size=rows, p=weights / weights.sum())
+    confidence = np.clip(rng.beta(5, 1, size=rows), 0.05, 0.9999)
+    latency = rng.lognormal(np.log(6), 0.4, size=rows)
+    probability_rows = {}
+    for index in range(36):
+        p = np.full(36, 0.001)
+        p[index] = 0.9
+        probability_rows[index] = [round(float(x), 6) for x in p / p.sum()]
+    sample_start = Sample.objects.count() + 1
+    with transaction.atomic():
+        for begin in range(0, rows, BATCH):
+            chunk = range(begin, min(rows, begin + BATCH))
+            samples = [
+                Sample(
+                    image=image_name,
+                    width=280,
+                    height=280,
+                    glyph=glyph,
+                    source=Sample.Source.PAGE,
+                    session_key=f"{i % 5000:040d}",
+                    status=Sample.Status.UNREVIEWED,
+                    label="",
+                    created_at=origin + i * step,
+                )
+                for i in chunk
+            ]
+            insert(Sample, samples, connection)
+        sample_ids = list(
+            Sample.objects.filter(pk__gte=sample_start).order_by("pk").values_list("pk", flat=True)
+        )
+        for begin in range(0, rows, BATCH):
+            chunk = range(begin, min(rows, begin + BATCH))
+            predictions = [
+                Prediction(
+                    sample_id=sample_ids[i],
+                    model_version_id=version_ids[i * len(version_ids) // rows],
+                    label=CLASSES[predicted[i]],
+                    confidence=float(confidence[i]),
+                    probabilities=probability_rows[predicted[i]],
+                    latency_ms=float(latency[i]),
+                    created_at=origin + i * step,
+                )
+                for i in chunk
+            ]
+            insert(Prediction, predictions, connection)
+
+        # Corrections on one sample in 20: mostly a real correction, some confirmations.
+        corrected = np.sort(rng.choice(rows, size=correction_count, replace=False))
+        corrections, labelled = [], {}
+        for n, i in enumerate(corrected):
+            teaches = rng.random() < 0.75
+            label = CLASSES[(predicted[i] + rng.integers(1, 36)) % 36] if teaches else None
+            label = label or CLASSES[predicted[i]]
+            by_moderator = rng.random() < 0.2
+            state = (
+                Correction.TrainingState.NOT_NEEDED
+                if not teaches
+                else Correction.TrainingState.PENDING
+                if n >= correction_count - 20
+                else Correction.TrainingState.REJECTED
+                if rng.random() < 0.05
+                else Correction.TrainingState.TRAINED
+            )
+            corrections.append(
+                Correction(
+                    sample_id=sample_ids[i],
+                    label=label,
+                    previous_label=CLASSES[predicted[i]],
+                    author=moderator if by_moderator else users[int(rng.integers(0, 50))],
+                    source=Correction.Source.ADMIN if by_moderator else Correction.Source.PAGE,
+                    training_state=state,
+                    created_at=origin + i * step + timezone.timedelta(minutes=1),
+                )
+            )
+            roll = rng.random()
+            status = (
+                Sample.Status.EXCLUDED
+                if roll < 0.05
+                else Sample.Status.RELABELED
+                if by_moderator and teaches
+                else Sample.Status.CONFIRMED
+                if by_moderator
+                else Sample.Status.UNREVIEWED
+            )
+            labelled[sample_ids[i]] = (label, status)
+        insert(Correction, corrections, connection)
+        for (label, status), ids in _group(labelled).items():
+            for begin in range(0, len(ids), 5000):
+                Sample.objects.filter(pk__in=ids[begin : begin + 5000]).update(
+                    label=label, status=status
+                )
+        # Each fine-tune learned the corrections made since the one before it.
+        through = TrainingRun.corrections.through
+        runs = list(TrainingRun.objects.order_by("pk").values_list("pk", flat=True))
+        correction_ids = list(
+            Correction.objects.filter(sample_id__gte=sample_start)
+            .exclude(training_state=Correction.TrainingState.PENDING)
+            .order_by("pk")
+            .values_list("pk", flat=True)
+        )
+        links = [
+            through(trainingrun_id=runs[k * len(runs) // len(correction_ids)], correction_id=c)
+            for k, c in enumerate(correction_ids)
+        ]
+        insert(through, links, connection)
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:  # what autovacuum would have done by now
+            cursor.execute("VACUUM ANALYZE")
+    else:
+        with connection.cursor() as cursor:
+            cursor.execute("ANALYZE")
+    return {
+        "samples": Sample.objects.count(),
+        "corrections": len(corrections),
+        "versions": len(versions),
+        "fill_s": round(time.monotonic() - started, 1),
+    }
+
+
+def _group(labelled: dict) -> dict:
+    groups: dict = {}
+    for sample_id, key in labelled.items():
+        groups.setdefault(key, []).append(sample_id)
+    return groups
+
+
+def export_run(env: dict, out: Path) -> dict:
+    """Time and peak resident memory of ``manage.py export_samples`` in its own process."""
+    begin = time.perf_counter()
+    process = subprocess.Popen(
+        [sys.executable, "manage.py", "export_samples", "--out", str(out)],
+        cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
+    )  # fmt: skip
+    _, status, usage = os.wait4(process.pid, 0)
+    elapsed = (time.perf_counter() - begin) * 1000
+    if status:
+        raise RuntimeError("export_samples failed")
+    exported = sum(1 for _ in out.rglob("*.png"))
+    return {"ms": elapsed, "peak_mb": usage.ru_maxrss / 1024, "files": exported}
+
+
+def child(rows: int, out: Path, repeat: int, budget: float):
+    import django
+
+    django.setup()
+    from django.conf import settings
+    from django.db import connection
+    from django.test import Client
+
+    from recognition.models import Sample
+    from tests.drawing import ONE, draw_png
+    from training import replay
+    from training.models import ModelVersion
+
+    png = draw_png(ONE)
+    body = json.dumps({"image": base64.b64encode(png).decode()})
+    api = Client(HTTP_HOST="127.0.0.1")
+
+    def predict():
+        response = api.post("/api/predictions/", body, content_type="application/json")
+        assert response.status_code == 201, response.content
+
+    figures: dict = {}
+    figures["POST /api/predictions/ (empty database)"] = timed_runs(
+        predict, repeat=max(repeat, 60), budget=budget
+    )
+    Sample.objects.exclude(pk=Sample.objects.order_by("pk").values("pk")[:1]).delete()
+    filled = fill(rows, png)
+    print(f"filled {filled}", file=sys.stderr, flush=True)
+
+    figures["POST /api/predictions/"] = timed_runs(predict, repeat=max(repeat, 60), budget=budget)
+
+    from django.contrib.auth import get_user_model
+
+    moderator = get_user_model().objects.get(username="moderator-scale")
+    moderator.is_superuser = True
+    moderator.save()
+    admin = Client(HTTP_HOST="127.0.0.1")
+    admin.force_login(moderator)
+
+    def page(url, client=admin):
+        def get():
+            response = client.get(url)
+            assert response.status_code == 200, (url, response.status_code)
+            b"".join(response) if response.streaming else response.content
+
+        return get
+
+    newest = ModelVersion.objects.order_by("-number").first()
+    labeller = get_user_model().objects.get(username="labeller7")
+    some_sample = Sample.objects.exclude(label="").order_by("-pk").first()
+    changelist = "/admin/recognition/sample/"
+    week_ago = (some_sample.created_at - timedelta(days=7)).date()
+    urls = {
+        "admin samples: review queue": changelist,
+        "admin samples: status=unreviewed": f"{changelist}?status__exact=unreviewed",
+        "admin samples: predicted=a": f"{changelist}?predicted=a",
+        "admin samples: label=a": f"{changelist}?label__exact=a",
+        "admin samples: disputed=yes": f"{changelist}?disputed=yes",
+        "admin samples: confidence=low": f"{changelist}?confidence=low",
+        f"admin samples: version=v{newest.number - 1}": f"{changelist}?version={newest.number - 1}",
+        "admin samples: labelled by one person": f"{changelist}?labelled_by={labeller.pk}",
+        "admin samples: created in the last 7 days": (f"{changelist}?created_at__gte={week_ago}"),
+        "admin samples: search 'a'": f"{changelist}?q=a",
+        "admin samples: page 200": f"{changelist}?p=199",
+        "admin sample page": f"{changelist}{some_sample.pk}/change/",
+        "admin dashboard": f"{changelist}dashboard/",
+        "admin model versions": "/admin/training/modelversion/",
+        "admin model version page": f"/admin/training/modelversion/{newest.pk}/change/",
+        "admin predictions": "/admin/recognition/prediction/",
+        "admin corrections": "/admin/recognition/correction/",
+        "GET /api/samples/": "/api/samples/",
+        "GET /api/samples/?label=a": "/api/samples/?label=a",
+        "GET /api/samples/?predicted_label=a&max_confidence=0.5": (
+            "/api/samples/?predicted_label=a&max_confidence=0.5"
+        ),
+        "GET /api/samples/?status=confirmed": "/api/samples/?status=confirmed",
+        "GET /api/samples/?page=200": "/api/samples/?page=200",
+    }
+    for name, url in urls.items():
+        figures[name] = timed_runs(page(url), repeat=repeat, budget=budget)
+        print(f"{name}: {figures[name]}", file=sys.stderr, flush=True)
+    figures["GET /metrics"] = timed_runs(
+        page("/metrics", Client(HTTP_HOST="127.0.0.1", REMOTE_ADDR="127.0.0.1")),
+        repeat=repeat,
+        budget=budget,
+    )
+
+    def download_zip():
+        response = admin.post(
+            f"{changelist}?status__exact=confirmed",
+            {"action": "download_zip", "select_across": "1", "index": "0",
+             "_selected_action": [some_sample.pk]},
+        )  # fmt: skip
+        assert response.status_code == 200, response.status_code
+        return b"".join(response) if response.streaming else response.content
+
+    figures["admin zip download (status=confirmed)"] = timed_runs(
+        download_zip, repeat=min(repeat, 5), budget=budget
+    )
+
+    config = settings.FINE_TUNE
+    new_ids = tuple(
+        Sample.objects.exclude(label="").order_by("-pk").values_list("pk", flat=True)[:20]
+    )
+    figures["fine-tune replay selection"] = timed_runs(
+        lambda: replay.replay_set(
+            exclude_ids=new_ids,
+            per_class=config["REPLAY_PER_CLASS"],
+            every=config["HELDOUT_EVERY"],
+            seed=config["SEED"],
+        ),
+        repeat=repeat,
+        budget=budget,
+    )
+    figures["fine-tune held-out selection"] = timed_runs(
+        lambda: replay.heldout_user_set(
+            exclude_ids=new_ids, every=config["HELDOUT_EVERY"], limit=config["HELDOUT_LIMIT"]
+        ),
+        repeat=repeat,
+        budget=budget,
+    )
+    connection.close()
+    with tempfile.TemporaryDirectory(prefix="scale-export-") as folder:
+        export = export_run(dict(os.environ), Path(folder) / "out")
+    figures["export_samples (imagefolder)"] = {
+        "p50": export["ms"],
+        "p95": export["ms"],
+        "n": 1,
+        "note": f"{export['files']} samples, peak RSS {export['peak_mb']:.0f} MB",
+    }
+    out.write_text(
+        json.dumps(
+            {
+                "database": connection.vendor,
+                "rows": rows,
+                "filled": filled,
+                "rows_measured": figures,
+                "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+            }
+        )
+    )
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--rows", type=int, nargs="+", default=[10_000, 1_000_000])
+    parser.add_argument("--repeat", type=int, default=20)
+    parser.add_argument("--budget", type=float, default=10.0, help="seconds per measurement")
+    parser.add_argument("--child", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--out", type=Path, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        child(args.child, args.out, args.repeat, args.budget)
+        return
+    for rows in args.rows:
+        print_table(run_size(rows, args))
+
+
+if __name__ == "__main__":
+    main()
