@@ -110,19 +110,69 @@ def timed_runs(function, *, repeat: int, budget: float) -> dict:
 
 
 def insert(model, objects: list, connection):
-    """Insert many unsaved rows: COPY on PostgreSQL, bulk_create elsewhere."""
-    if connection.vendor != "postgresql":
-        model.objects.bulk_create(objects, batch_size=2000)
-        return
-    fields = [f for f in model._meta.concrete_fields if not f.primary_key or f.attname != "id"]
+    """Insert model instances (the small tables): ``insert_rows`` of their field values."""
+    rows = ({f.attname: getattr(obj, f.attname) for f in _columns(model)} for obj in objects)
+    insert_rows(model, rows, connection)
+
+
+def _columns(model) -> list:
+    return [
+        f
+        for f in model._meta.concrete_fields
+        if not f.primary_key and not getattr(f, "generated", False)
+    ]
+
+
+def insert_rows(model, rows, connection):
+    """Insert rows given as {attname: value}, other columns at their default, in one pass:
+    COPY on PostgreSQL, executemany elsewhere. No model instances: a million rows each."""
+    fields = _columns(model)
+    plain = {"CharField", "FloatField", "IntegerField", "PositiveIntegerField", "BooleanField",
+             "PositiveSmallIntegerField", "BigIntegerField", "ForeignKey", "FileField"}  # fmt: skip
+    native = connection.vendor == "postgresql" and {"DateTimeField", "BinaryField"}
+    prepare = [
+        None
+        if f.get_internal_type() in plain or f.get_internal_type() in (native or ())
+        else f.get_db_prep_save
+        for f in fields
+    ]
+    defaults = [f.get_db_prep_save(f.get_default(), connection) for f in fields]
+    names = [f.attname for f in fields]
+    prepared_json: dict = {}  # the few JSON values there are, adapted once each
+
+    def values(row: dict) -> list:
+        out = list(defaults)
+        for i, name in enumerate(names):
+            if name in row:
+                value = row[name]
+                if prepare[i] is None:
+                    out[i] = value
+                elif isinstance(value, list | dict):
+                    key = (i, id(value))
+                    if key not in prepared_json:
+                        prepared_json[key] = (value, prepare[i](value, connection))
+                    out[i] = prepared_json[key][1]
+                else:
+                    out[i] = prepare[i](value, connection)
+        return out
+
     columns = ", ".join(connection.ops.quote_name(f.column) for f in fields)
+    table = connection.ops.quote_name(model._meta.db_table)
     with connection.cursor() as cursor:
-        raw = cursor.cursor
-        with raw.copy(f"COPY {model._meta.db_table} ({columns}) FROM STDIN") as copy:
-            for obj in objects:
-                copy.write_row(
-                    [f.get_db_prep_save(getattr(obj, f.attname), connection) for f in fields]
-                )
+        if connection.vendor == "postgresql":
+            with cursor.cursor.copy(f"COPY {table} ({columns}) FROM STDIN") as copy:
+                for row in rows:
+                    copy.write_row(values(row))
+            return
+        marks = ", ".join(["%s"] * len(fields))
+        batch: list = []
+        for row in rows:
+            batch.append(values(row))
+            if len(batch) == BATCH:
+                cursor.executemany(f"INSERT INTO {table} ({columns}) VALUES ({marks})", batch)
+                batch = []
+        if batch:
+            cursor.executemany(f"INSERT INTO {table} ({columns}) VALUES ({marks})", batch)
 
 
 def fill(rows: int, png: bytes) -> dict:
@@ -133,7 +183,13 @@ def fill(rows: int, png: bytes) -> dict:
     from django.db import connection, transaction
     from django.utils import timezone
 
-    from recognition.models import Correction, Prediction, Sample
+    from recognition.models import (
+        LATENCY_BOUNDS_MS,
+        Correction,
+        Prediction,
+        PredictionTally,
+        Sample,
+    )
     from training.classes import CLASSES
     from training.models import ModelVersion, TrainingRun
 
@@ -225,43 +281,71 @@ def fill(rows: int, png: bytes) -> dict:
         p = np.full(36, 0.001)
         p[index] = 0.9
         probability_rows[index] = [round(float(x), 6) for x in p / p.sum()]
+    replay_keys = rng.random(rows)
+    version_numbers = [v.number for v in versions]
+
+    def sample_extra(i: int) -> dict:
+        """The latest prediction kept on the sample, and its place in the replay order."""
+        return {
+            "predicted_label": CLASSES[predicted[i]],
+            "confidence": float(confidence[i]),
+            "model_version_number": version_numbers[i * len(version_numbers) // rows],
+            "replay_key": float(replay_keys[i]),
+        }
+
     sample_start = Sample.objects.count() + 1
     with transaction.atomic():
         for begin in range(0, rows, BATCH):
             chunk = range(begin, min(rows, begin + BATCH))
-            samples = [
-                Sample(
-                    image=image_name,
-                    width=280,
-                    height=280,
-                    glyph=glyph,
-                    source=Sample.Source.PAGE,
-                    session_key=f"{i % 5000:040d}",
-                    status=Sample.Status.UNREVIEWED,
-                    label="",
-                    created_at=origin + i * step,
-                )
+            samples = (
+                {
+                    "image": image_name,
+                    "width": 280,
+                    "height": 280,
+                    "glyph": glyph,
+                    "source": Sample.Source.PAGE,
+                    "session_key": f"{i % 5000:040d}",
+                    "status": Sample.Status.UNREVIEWED,
+                    "label": "",
+                    "created_at": origin + i * step,
+                    **sample_extra(i),
+                }
                 for i in chunk
-            ]
-            insert(Sample, samples, connection)
+            )
+            insert_rows(Sample, samples, connection)
         sample_ids = list(
             Sample.objects.filter(pk__gte=sample_start).order_by("pk").values_list("pk", flat=True)
         )
         for begin in range(0, rows, BATCH):
             chunk = range(begin, min(rows, begin + BATCH))
-            predictions = [
-                Prediction(
-                    sample_id=sample_ids[i],
-                    model_version_id=version_ids[i * len(version_ids) // rows],
-                    label=CLASSES[predicted[i]],
-                    confidence=float(confidence[i]),
-                    probabilities=probability_rows[predicted[i]],
-                    latency_ms=float(latency[i]),
-                    created_at=origin + i * step,
-                )
+            predictions = (
+                {
+                    "sample_id": sample_ids[i],
+                    "model_version_id": version_ids[i * len(version_ids) // rows],
+                    "label": CLASSES[predicted[i]],
+                    "confidence": float(confidence[i]),
+                    "probabilities": probability_rows[predicted[i]],
+                    "latency_ms": float(latency[i]),
+                    "created_at": origin + i * step,
+                }
                 for i in chunk
-            ]
-            insert(Prediction, predictions, connection)
+            )
+            insert_rows(Prediction, predictions, connection)
+
+        # What predict_drawing counts as it goes.
+        buckets = np.searchsorted(LATENCY_BOUNDS_MS, latency, side="left")
+        PredictionTally.objects.all().delete()
+        PredictionTally.objects.bulk_create(
+            PredictionTally(
+                label=CLASSES[label],
+                bucket=bucket,
+                count=int(chosen.sum()),
+                sum_ms=float(latency[chosen].sum()),
+            )
+            for label in range(36)
+            for bucket in range(len(LATENCY_BOUNDS_MS) + 1)
+            if (chosen := (predicted == label) & (buckets == bucket)).any()
+        )
 
         # Corrections on one sample in 20: mostly a real correction, some confirmations.
         corrected = np.sort(rng.choice(rows, size=correction_count, replace=False))
@@ -306,7 +390,7 @@ def fill(rows: int, png: bytes) -> dict:
         for (label, status), ids in _group(labelled).items():
             for begin in range(0, len(ids), 5000):
                 Sample.objects.filter(pk__in=ids[begin : begin + 5000]).update(
-                    label=label, status=status
+                    label=label, status=status, corrected=True
                 )
         # Each fine-tune learned the corrections made since the one before it.
         through = TrainingRun.corrections.through
@@ -458,23 +542,23 @@ def child(rows: int, out: Path, repeat: int, budget: float):
         download_zip, repeat=min(repeat, 5), budget=budget
     )
 
-    config = settings.FINE_TUNE
+    every = settings.FINE_TUNE["HELDOUT_EVERY"]
     new_ids = tuple(
         Sample.objects.exclude(label="").order_by("-pk").values_list("pk", flat=True)[:20]
     )
     figures["fine-tune replay selection"] = timed_runs(
         lambda: replay.replay_set(
             exclude_ids=new_ids,
-            per_class=config["REPLAY_PER_CLASS"],
-            every=config["HELDOUT_EVERY"],
-            seed=config["SEED"],
+            per_class=replay.REPLAY_PER_CLASS,
+            every=every,
+            seed=0,
         ),
         repeat=repeat,
         budget=budget,
     )
     figures["fine-tune held-out selection"] = timed_runs(
         lambda: replay.heldout_user_set(
-            exclude_ids=new_ids, every=config["HELDOUT_EVERY"], limit=config["HELDOUT_LIMIT"]
+            exclude_ids=new_ids, every=every, limit=replay.HELDOUT_LIMIT
         ),
         repeat=repeat,
         budget=budget,
