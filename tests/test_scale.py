@@ -8,6 +8,7 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from recognition.models import Correction, Prediction, Sample
+from recognizer_site import paginators
 from training.classes import CLASSES
 from training.models import ModelVersion, TrainingRun
 
@@ -164,3 +165,23 @@ def test_version_filters_and_dashboard_list_only_recent_versions(default_model, 
     shown = [row["number"] for row in dashboard.context["versions"]]
     assert shown == list(range(32, 82))
     assert b"the newest 50 versions" in dashboard.content
+
+
+def test_long_lists_are_estimated_on_postgresql_and_counted_elsewhere(default_model, monkeypatch):
+    root = User.objects.create_superuser("root", password="pw-for-tests-only")
+    grow(samples=40, versions=1, base=default_model, author=root)
+    monkeypatch.setattr(paginators, "EXACT_BELOW", 10)
+    postgresql = connection.vendor == "postgresql"
+    if postgresql:
+        with connection.cursor() as cursor:  # what autovacuum does for a real table
+            cursor.execute("ANALYZE recognition_sample")
+
+    def count(samples) -> tuple[int, bool]:
+        with CaptureQueriesContext(connection) as captured:
+            n = paginators.EstimatedCountPaginator(samples, 10).count
+        return n, any("COUNT(" in q["sql"].upper() for q in captured.captured_queries)
+
+    # The whole table: pg_class.reltuples (exact for a table ANALYZE read whole).
+    assert count(Sample.objects.order_by("pk")) == (40, not postgresql)
+    # A filtered list the planner expects to be short is counted exactly.
+    assert count(Sample.objects.filter(label="x")) == (8, True)
