@@ -1,5 +1,8 @@
 """What the moderation dashboard shows: how the model does over versions and on user data."""
 
+import hashlib
+import json
+
 import numpy as np
 from django.conf import settings
 from django.core.cache import cache
@@ -21,6 +24,7 @@ RECENT_VERSIONS = 50
 # The active model's figure on corrected samples is kept until a new correction or
 # version; moderators' exclusions show within this many seconds.
 ON_CORRECTED_SECONDS = 60
+CHART_SECONDS = 3600
 
 
 def _accuracy(predicted: np.ndarray, labels: np.ndarray) -> dict | None:
@@ -75,10 +79,17 @@ def active_model_on_corrected_samples_now() -> dict | None:
 
 
 def _accuracy_chart(rows: list[dict]) -> str | None:
+    """The chart of ``rows``, drawn once per distinct set of figures (drawing it is most of
+    the dashboard's time)."""
     if not rows:
         return None
-    png = charts.accuracy_over_versions_png(rows, measure=training_selectors.MEASURE)
-    return charts.data_url(png)
+    key = "dashboard:chart:" + hashlib.sha256(json.dumps(rows).encode()).hexdigest()
+    chart = cache.get(key)
+    if chart is None:
+        png = charts.accuracy_over_versions_png(rows, measure=training_selectors.MEASURE)
+        chart = charts.data_url(png)
+        cache.set(key, chart, CHART_SECONDS)
+    return chart
 
 
 def dashboard_data() -> dict:
