@@ -1,0 +1,317 @@
+"""Personal models on real writers never trained on: UNIPEN strokes drawn as the page draws them.
+
+Writers with at least ten classes written twice (digits and lowercase letters)
+are split by a hash of their name: validation writers choose the personal
+model's threshold and gain (``--tune``, in process), test writers are run
+through the real API as one token client with one ``writer`` per person. Each
+test writer draws every such class once (its first instance, at a random size,
+place and pen width on a 280 px canvas at 2x), corrects each misread and
+confirms each right answer (the page's one tap either way); then
+draws each class again from its second recording at another size, place and pen
+width. Reported on the second instances: the shared model ("before"), the
+writer's own answers ("after"), an unused writer id (must be identical to the
+shared model), the share of corrections right on the very next prediction, and
+request latency with and without a personal model.
+
+    .venv/bin/python bench/personal.py [--writers 60] [--tune]
+"""
+
+import argparse
+import base64
+import gzip
+import hashlib
+import io
+import json
+import os
+import statistics
+import sys
+import time
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageDraw
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench.server import Deployment
+
+STROKES = (
+    Path(__file__).resolve().parent.parent.parent / "shared/data/strokes/unipen_r01v07.jsonl.gz"
+)
+CANVAS = 280  # CSS pixels, as on the page
+RATIO = 2  # the page's backing store on a 2x screen
+SUPERSAMPLE = 2
+MIN_CLASSES = 10
+VALIDATION_SHARE = 0.5
+
+
+def load_writers() -> dict[str, dict[str, list]]:
+    """Writer -> label -> their first two recordings of it, for writers with enough classes."""
+    recordings: dict[str, dict[str, list]] = defaultdict(lambda: defaultdict(list))
+    with gzip.open(STROKES, "rt") as lines:
+        for line in lines:
+            row = json.loads(line)
+            if row["case"] in ("lower", "digit"):
+                recordings[row["writer"]][row["label"]].append(row["strokes"])
+    writers = {}
+    # In an order that mixes UNIPEN's sources (their names start with the source).
+    for name, by_label in sorted(recordings.items(), key=lambda item: _hash(item[0], "order")):
+        twice = {label: strokes[:2] for label, strokes in by_label.items() if len(strokes) >= 2}
+        if len(twice) >= MIN_CLASSES:
+            writers[name] = twice
+    return writers
+
+
+def _hash(name: str, purpose: str) -> float:
+    digest = hashlib.sha1(f"personal-{purpose}:{name}".encode()).digest()
+    return int.from_bytes(digest[:4], "big") / 2**32
+
+
+def is_validation_writer(name: str) -> bool:
+    return _hash(name, "validation") < VALIDATION_SHARE
+
+
+def render_strokes(strokes, *, box: float, left: float, top: float, pen: float) -> bytes:
+    """One recording drawn on the page's canvas: its longer side ``box`` CSS px at (left, top).
+
+    Pillow stands in for the page's canvas: round caps and joins, black on white,
+    drawn at twice the backing store and halved for anti-aliased edges. The lead's
+    canvas renderer replaces it when it lands on main.
+    """
+    side = CANVAS * RATIO * SUPERSAMPLE
+    scale = RATIO * SUPERSAMPLE
+    width = max(1, round(pen * scale))
+    image = Image.new("L", (side, side), 255)
+    pen_draw = ImageDraw.Draw(image)
+    for stroke in strokes:
+        points = [(left * scale + x * box / 1000 * scale, top * scale + y * box / 1000 * scale)
+                  for x, y in stroke]  # fmt: skip
+        if len(points) > 1:
+            pen_draw.line(points, fill=0, width=width, joint="curve")
+        for x, y in points[:: max(1, len(points) - 1)]:
+            pen_draw.ellipse((x - width / 2, y - width / 2, x + width / 2, y + width / 2), fill=0)
+    buffer = io.BytesIO()
+    image.reduce(SUPERSAMPLE).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def draw_instance(strokes, rng: np.random.Generator) -> bytes:
+    """A recording at a random size, place and pen width, as one person draws on the page."""
+    box = rng.uniform(110, 220)
+    pen = rng.uniform(8, 24)
+    margin = pen / 2 + 4
+    width = max(x for s in strokes for x, _ in s) / 1000 * box
+    height = max(y for s in strokes for _, y in s) / 1000 * box
+    left = rng.uniform(margin, max(margin, CANVAS - width - margin))
+    top = rng.uniform(margin, max(margin, CANVAS - height - margin))
+    return render_strokes(strokes, box=box, left=left, top=top, pen=pen)
+
+
+def writer_drawings(writers: dict, seed: int) -> dict[str, dict[str, tuple[bytes, bytes]]]:
+    """Writer -> label -> (first instance PNG, second instance PNG)."""
+    drawings = {}
+    for name, by_label in writers.items():
+        rng = np.random.default_rng([seed, int(_hash(name, "drawing") * 2**32)])
+        drawings[name] = {
+            label: (draw_instance(first, rng), draw_instance(second, rng))
+            for label, (first, second) in sorted(by_label.items())
+        }
+    return drawings
+
+
+# --- Choosing the threshold and gain on validation writers (no Django) -------------
+
+
+def tune(drawings: dict) -> None:
+    from training import nn
+    from training.classes import CLASS_INDEX, CLASSES
+    from training.preprocessing import preprocess_image
+    from writers import prototypes as personal
+
+    weights = Path(__file__).resolve().parent.parent / "training/default_model/weights.pt"
+    served = nn.for_inference(nn.deserialize_state(weights.read_bytes()))
+
+    def features(png: bytes):
+        glyph = preprocess_image(Image.open(io.BytesIO(png)))
+        return personal.hidden_and_logits(served, glyph)
+
+    writers = []
+    for by_label in drawings.values():
+        rows = []
+        for label, (first, second) in by_label.items():
+            (h1, l1), (h2, l2) = features(first), features(second)
+            rows.append((CLASS_INDEX[label], h1[0], l1[0], h2[0], l2[0]))
+        writers.append(rows)
+    print(f"validation writers {len(writers)}, classes drawn {sum(map(len, writers))}")
+    print("threshold  gain  corrected: before -> after   others: before -> after   all after")
+    results = []
+    for threshold in (0.3, 0.4, 0.5, 0.6, 0.7, 0.8):
+        for gain in (8.0, 16.0, 32.0, 64.0):
+            personal.THRESHOLD, personal.GAIN = threshold, gain
+            counts = np.zeros((2, 3))  # corrected / others: drawn, right before, right after
+            for rows in writers:
+                # The writer confirms each right answer and corrects each misread.
+                memory = personal.Prototypes.empty()
+                for label, first_hidden, _, _, _ in rows:
+                    memory = memory.with_row(first_hidden, CLASSES[label])
+                for label, _, first_logits, hidden, logits in rows:
+                    group = 0 if first_logits.argmax() != label else 1
+                    after = (logits + memory.bonus(hidden)).argmax()
+                    counts[group] += (1, logits.argmax() == label, after == label)
+            corrected, others = counts[0, 1:] / counts[0, 0], counts[1, 1:] / counts[1, 0]
+            overall = counts[:, 2].sum() / counts[:, 0].sum()
+            results.append((overall, threshold, gain))
+            print(
+                f"{threshold:9.2f} {gain:5.0f}  {corrected[0]:8.1%} -> {corrected[1]:6.1%}"
+                f"        {others[0]:6.1%} -> {others[1]:6.1%}     {overall:6.1%}"
+            )
+    overall, threshold, gain = max(results)
+    print(f"chosen (most right new instances): threshold {threshold}, gain {gain:.0f}")
+
+
+# --- The test writers through the real API -------------------------------------------
+
+
+def run(drawings: dict) -> dict:
+    import django
+
+    django.setup()
+    from django.contrib.auth.models import User
+    from rest_framework.authtoken.models import Token
+    from rest_framework.test import APIClient
+
+    from writers.models import PersonalModel
+    from writers.prototypes import GAIN, THRESHOLD
+
+    app = APIClient(HTTP_HOST="127.0.0.1")
+    app.credentials(
+        HTTP_AUTHORIZATION=f"Token {Token.objects.create(user=User.objects.create_user('app')).key}"
+    )
+    anonymous = APIClient(HTTP_HOST="127.0.0.1")
+
+    def predict(client, png: bytes, **fields) -> tuple[dict, float]:
+        body = {"image": base64.b64encode(png).decode(), **fields}
+        started = time.perf_counter()
+        response = client.post("/api/predictions/", body, format="json")
+        elapsed = (time.perf_counter() - started) * 1000
+        assert response.status_code == 201, response.content
+        return response.json(), elapsed
+
+    for png, _ in list(next(iter(drawings.values())).values())[:8]:  # warm up
+        predict(anonymous, png)
+
+    tallies = defaultdict(int)
+    with_personal, without, no_writer = [], [], []
+    for name, by_label in drawings.items():
+        writer = f"unipen:{name}"[:64]
+        misread = set()
+        for label, (first, _) in by_label.items():
+            answer, _ = predict(app, first, writer=writer)
+            # One tap: "Right" confirms, a label corrects; both teach the writer's model.
+            response = app.post(
+                f"/api/samples/{answer['sample']}/corrections/", {"label": label}, format="json"
+            )
+            assert response.status_code == 201, response.content
+            if answer["label"] != label:
+                misread.add(label)
+                again, _ = predict(app, first, writer=writer)
+                tallies["next_right"] += again["label"] == label
+        tallies["corrections"] += len(misread)
+        for index, (label, (_, second)) in enumerate(by_label.items()):
+            shared, shared_ms = predict(anonymous, second)
+            # Alternate which goes first, so neither always meets warmer caches.
+            order = [("mine", writer), ("unused", f"unused:{name}"[:64])]
+            timed = {}
+            for kind, key in order if index % 2 else order[::-1]:
+                timed[kind] = predict(app, second, writer=key)
+            (mine, mine_ms), (unused, unused_ms) = timed["mine"], timed["unused"]
+            group = "corrected" if label in misread else "others"
+            tallies[f"{group}_drawn"] += 1
+            tallies[f"{group}_before"] += shared["label"] == label
+            tallies[f"{group}_after"] += mine["label"] == label
+            tallies["unused_identical"] += (unused["top"], unused["label"]) == (
+                shared["top"],
+                shared["label"],
+            ) and not unused["personal"]
+            tallies["drawn"] += 1
+            with_personal.append(mine_ms)
+            without.append(unused_ms)
+            no_writer.append(shared_ms)
+    sizes = [m.size_bytes for m in PersonalModel.objects.filter(writer__startswith="token:")]
+    return {
+        "threshold": THRESHOLD,
+        "gain": GAIN,
+        "writers": len(drawings),
+        **tallies,
+        "p50_with_ms": statistics.median(with_personal),
+        "p50_without_ms": statistics.median(without),
+        "p50_no_writer_ms": statistics.median(no_writer),
+        "size_median_kib": statistics.median(sizes) / 1024 if sizes else 0.0,
+        "size_max_kib": max(sizes) / 1024 if sizes else 0.0,
+    }
+
+
+def report(r: dict) -> None:
+    def share(key: str, total: str) -> str:
+        return f"{r[key] / max(r[total], 1):6.1%} ({r[key]}/{r[total]})"
+
+    print(
+        f"test writers {r['writers']}, second instances {r['drawn']}, "
+        f"threshold {r['threshold']}, gain {r['gain']:.0f}"
+    )
+    print(f"corrections (misreads of the first instances): {r['corrections']}")
+    print(f"right on the very next prediction:  {share('next_right', 'corrections')}")
+    print(f"corrected classes, new instance: before {share('corrected_before', 'corrected_drawn')}")
+    print(f"                                 after  {share('corrected_after', 'corrected_drawn')}")
+    print(f"the writer's other classes:      before {share('others_before', 'others_drawn')}")
+    print(f"                                 after  {share('others_after', 'others_drawn')}")
+    total_before = r["corrected_before"] + r["others_before"]
+    total_after = r["corrected_after"] + r["others_after"]
+    print(
+        f"all new instances: before {total_before / r['drawn']:.1%}, "
+        f"after {total_after / r['drawn']:.1%}"
+    )
+    print(f"unused writer id identical to the shared model: {share('unused_identical', 'drawn')}")
+    print(
+        f"request p50 with a personal model {r['p50_with_ms']:.2f} ms, with an unused id "
+        f"{r['p50_without_ms']:.2f} ms: +{r['p50_with_ms'] - r['p50_without_ms']:.2f} ms; "
+        f"without any writer (no token) {r['p50_no_writer_ms']:.2f} ms"
+    )
+    print(
+        f"personal model size: median {r['size_median_kib']:.1f} KiB, "
+        f"max {r['size_max_kib']:.1f} KiB"
+    )
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--writers", type=int, default=60, help="test writers (or validation, with --tune)"
+    )
+    parser.add_argument(
+        "--tune", action="store_true", help="choose threshold and gain on validation writers"
+    )
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+    writers = load_writers()
+    chosen = {
+        name: by_label
+        for name, by_label in writers.items()
+        if is_validation_writer(name) == args.tune
+    }
+    chosen = dict(list(chosen.items())[: args.writers])
+    drawings = writer_drawings(chosen, args.seed)
+    if args.tune:
+        tune(drawings)
+        return
+    deployment = Deployment()
+    try:
+        os.environ.update(deployment.env)
+        report(run(drawings))
+    finally:
+        deployment.close()
+
+
+if __name__ == "__main__":
+    main()
