@@ -7,6 +7,10 @@ PORT ?= 8000
 # honcho gives each process its own $PORT, so the web server binds to WEB_BIND.
 WEB_BIND := $(HOST):$(PORT)
 export HOST PORT WEB_BIND
+# The settings keep DEBUG off unless it is set: the local server, its setup and the
+# tests run with it on. A deployment sets the environment itself (README).
+DEBUG ?= 1
+export DEBUG
 
 .PHONY: run test test-fast test-postgres venv system-deps migrate model lint bench clean
 
@@ -46,7 +50,7 @@ POSTGRES_TESTS := tests/test_api.py tests/test_registry.py tests/test_online_lea
 	tests/test_pretrain.py tests/test_scale_out.py tests/test_security.py tests/test_admin.py \
 	tests/test_export.py tests/test_metrics.py tests/test_replay_sets.py tests/test_writers.py \
 	tests/test_migrations.py tests/test_scale.py \
-	tests/test_scale_migration.py
+	tests/test_scale_migration.py tests/test_trust.py tests/test_version_store.py
 
 test: venv system-deps
 	$(BIN)/python -m pytest

@@ -82,8 +82,8 @@ def kill_tree(pid: int):
 class LoadInBackground:
     """The mixed load in a thread, every request logged with the time it started."""
 
-    def __init__(self, url: str, *, users: int, seconds: float):
-        self.load = MixedLoad(url)
+    def __init__(self, url: str, *, token: str, users: int, seconds: float):
+        self.load = MixedLoad(url, token=token)
         self.tally = None
         self.thread = threading.Thread(target=self._run, args=(users, seconds))
 
@@ -160,7 +160,8 @@ def worker_killed_mid_fine_tune(*, users: int, seconds: float, settle_timeout: f
         doomed = deployment.start_worker("doomed")
         url = deployment.start_web(workers=2)
         _wait_worker_ready(deployment, "doomed")
-        with LoadInBackground(url, users=users, seconds=seconds) as background:
+        token = deployment.trusted_token()
+        with LoadInBackground(url, token=token, users=users, seconds=seconds) as background:
             _wait(
                 lambda: _query(
                     deployment,
@@ -203,7 +204,8 @@ def redis_restarted_under_load(
         deployment.start_worker(beat=True)
         url = deployment.start_web(workers=2)
         _wait_worker_ready(deployment, "worker")
-        with LoadInBackground(url, users=users, seconds=seconds) as background:
+        token = deployment.trusted_token()
+        with LoadInBackground(url, token=token, users=users, seconds=seconds) as background:
             time.sleep(down_after)
             down_at = time.monotonic()
             redis.kill()

@@ -36,10 +36,14 @@ ENVIRONMENT = {"FINE_TUNE_THREADS": 1}
 class MixedLoad:
     """The step and per-user state for loadgen.run_clients."""
 
-    def __init__(self, url: str, *, correction_share: float = CORRECTION_SHARE, seed: int = 0):
+    def __init__(
+        self, url: str, *, token: str, correction_share: float = CORRECTION_SHARE, seed: int = 0
+    ):
         host, port = url.removeprefix("http://").split(":")
         self.host, self.port = host, int(port)
         self.correction_share = correction_share
+        # Corrections come from a trusted writer, so that they train the shared model.
+        self.token = token
         self.seed = seed
         self.drawings = loadgen.drawings()
 
@@ -59,7 +63,7 @@ class MixedLoad:
                 label = LOOK_ALIKES.get(label, label)
             body = json.dumps({"label": label}).encode()
             path = f"/api/samples/{sample}/corrections/"
-            status, answer = loadgen.post_json(self.host, self.port, path, body)
+            status, answer = loadgen.post_json(self.host, self.port, path, body, self.token)
             if status == 201:
                 state["corrections"].append(json.loads(answer)["id"])
             return "correct", status == 201, status
@@ -185,7 +189,7 @@ def main():
         deployment.start_redis()
         deployment.start_worker(beat=True)
         url = deployment.start_web(workers=args.workers)
-        tally = MixedLoad(url).run(args.users, args.seconds)
+        tally = MixedLoad(url, token=deployment.trusted_token()).run(args.users, args.seconds)
         waited = settle(database_of(deployment), timeout=args.settle)
         figures = audit(database_of(deployment), tally)
     print(

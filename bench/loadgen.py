@@ -33,16 +33,17 @@ def drawings() -> list[tuple[bytes, str]]:
     return found
 
 
-def post_json(host: str, port: int, path: str, body: bytes) -> tuple[int, bytes]:
+def post_json(host: str, port: int, path: str, body: bytes, token: str = "") -> tuple[int, bytes]:
     """POST and read the answer; status 0 when the connection itself failed.
 
     A plain socket, not http.client: its header parsing cost the client a twentieth
     of the server's CPU, and the client shares the machine's two cores with it. The
     request asks the server to close, so the answer ends where the connection does.
     """
+    authorization = f"Authorization: Token {token}\r\n" if token else ""
     request = (
         f"POST {path} HTTP/1.1\r\nHost: {host}:{port}\r\nContent-Type: application/json\r\n"
-        f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n"
+        f"{authorization}Content-Length: {len(body)}\r\nConnection: close\r\n\r\n"
     ).encode() + body
     chunks = []
     try:

@@ -1,5 +1,6 @@
 """A throw-away deployment for benchmarks: its own database, media, Redis, gunicorn, worker."""
 
+import json
 import os
 import shutil
 import socket
@@ -7,11 +8,32 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
+
+
+def call(
+    url: str, path: str, body: dict | None = None, *, token: str = "", headers: dict | None = None
+) -> tuple[int, dict]:
+    """A JSON request to a deployment (a POST when there is a body): status and answer."""
+    headers = {"Content-Type": "application/json", **(headers or {})}
+    if token:
+        headers["Authorization"] = f"Token {token}"
+    request = urllib.request.Request(
+        url + path,
+        data=json.dumps(body).encode() if body is not None else None,
+        headers=headers,
+        method="POST" if body is not None else "GET",
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=60) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read())
 
 
 def free_port() -> int:
@@ -38,6 +60,7 @@ class Deployment:
             "REDIS_URL": f"redis://127.0.0.1:{self.redis_port}/0",
             "THROTTLE_ANON": "off",
             "THROTTLE_USER": "off",
+            "THROTTLE_CORRECTIONS": "off",
             "DJANGO_SETTINGS_MODULE": "recognizer_site.settings",
             **{key: str(value) for key, value in env_overrides.items()},
         }
@@ -61,6 +84,20 @@ class Deployment:
         if result.returncode:
             raise RuntimeError(f"manage.py {' '.join(args)} failed:\n{result.stderr}")
         return result.stdout
+
+    def trusted_token(self, *, staff: bool = False) -> str:
+        """An API token whose corrections train the shared model (LEARN_FROM=trusted): a
+        member of "Trusted writers", or with ``staff`` a staff user, who also sees runs' figures.
+        """
+        name = "bench-staff" if staff else "bench-writer"
+        code = (
+            "from django.contrib.auth.models import Group, User\n"
+            "from rest_framework.authtoken.models import Token\n"
+            f"user, _ = User.objects.get_or_create(username={name!r}, is_staff={staff})\n"
+            "user.groups.add(Group.objects.get(name='Trusted writers'))\n"
+            "print(Token.objects.get_or_create(user=user)[0].key)"
+        )
+        return self.manage("shell", "-c", code).strip()
 
     def _start(self, command: list[str], log_name: str) -> subprocess.Popen:
         log = (self.dir / log_name).open("wb")

@@ -102,6 +102,49 @@ class LabelledByFilter(admin.SimpleListFilter):
         return queryset
 
 
+# Stored strokes may predate their validation: the page draws only what makes sense.
+_DRAWABLE_COORDINATE = 1e7
+
+
+def _drawable_strokes(raw) -> list[list[tuple[float, float]]]:
+    """The (x, y) of every point that is a list of finite, bounded numbers; nothing else."""
+    strokes = []
+    for stroke in raw if isinstance(raw, list) else []:
+        points = [
+            (float(point[0]), float(point[1]))
+            for point in (stroke if isinstance(stroke, list) else [])
+            if isinstance(point, list)
+            and len(point) >= 2
+            and all(
+                isinstance(v, int | float)
+                and not isinstance(v, bool)
+                and abs(v) <= _DRAWABLE_COORDINATE
+                for v in point[:2]
+            )
+        ]
+        if points:
+            strokes.append(points)
+    return strokes
+
+
+def _queued_message(outcomes) -> str:
+    runs = sorted({o.training_run.pk for o in outcomes if o.training_run is not None})
+    return f" Training run {', '.join(map(str, runs))} will learn it." if runs else ""
+
+
+class ProposedFilter(admin.SimpleListFilter):
+    title = "proposed"
+    parameter_name = "proposed"
+
+    def lookups(self, request, model_admin):
+        return [("yes", "A correction awaits review"), ("no", "Nothing awaits review")]
+
+    def queryset(self, request, queryset):
+        if self.value() in ("yes", "no"):
+            return queryset.filter(proposed=self.value() == "yes")
+        return queryset
+
+
 class RelabelForm(forms.Form):
     label = forms.ChoiceField(choices=LABEL_CHOICES)
 
@@ -157,12 +200,14 @@ class SampleAdmin(admin.ModelAdmin):
         "predicted",
         "confidence_percent",
         "label",
+        "awaits_review",
         "status",
         "model_version",
         "created_at",
     )
     list_display_links = ("id", "thumbnail")
     list_filter = (
+        ProposedFilter,
         "status",
         PredictedLabelFilter,
         "label",
@@ -239,6 +284,11 @@ class SampleAdmin(admin.ModelAdmin):
             sample.pk,
         )
 
+    @admin.display(description="proposed", boolean=True, ordering="-proposed")
+    def awaits_review(self, sample):
+        """A correction from someone the shared model does not learn from without review."""
+        return sample.proposed
+
     @admin.display(description="predicted", ordering="predicted_label")
     def predicted(self, sample):
         return sample.predicted_label
@@ -266,9 +316,9 @@ class SampleAdmin(admin.ModelAdmin):
 
     @admin.display(description="strokes")
     def strokes_replay(self, sample):
-        strokes = [stroke for stroke in sample.strokes or [] if stroke]
+        strokes = _drawable_strokes(sample.strokes)
         if not strokes:
-            return "not recorded"
+            return "not recorded" if not sample.strokes else "recorded, but not drawable"
         # Strokes are in the page's CSS pixels, not the image's: frame their own
         # bounding box, squared, with a margin.
         xs = [point[0] for stroke in strokes for point in stroke]
@@ -296,25 +346,26 @@ class SampleAdmin(admin.ModelAdmin):
 
     @admin.action(permissions=["moderate"], description="Confirm the current label")
     def confirm(self, request, queryset):
-        for sample in queryset:
-            services.sample_confirm(sample=sample, moderator=request.user)
-        self.message_user(request, f"Confirmed {len(queryset)} sample(s).", messages.SUCCESS)
+        outcomes = services.samples_confirm(samples=list(queryset), moderator=request.user)
+        self.message_user(
+            request,
+            f"Confirmed {len(outcomes)} sample(s).{_queued_message(outcomes)}",
+            messages.SUCCESS,
+        )
 
     @admin.action(permissions=["moderate"], description="Relabel to a chosen label")
     def relabel(self, request, queryset):
         form = RelabelForm(request.POST if "label" in request.POST else None)
         if form.is_valid():
-            queued = set()
-            for sample in queryset:
-                outcome = services.sample_relabel(
-                    sample=sample, label=form.cleaned_data["label"], moderator=request.user
-                )
-                if outcome.training_run is not None:
-                    queued.add(outcome.training_run.pk)
-            message = f"Relabelled {len(queryset)} sample(s) as {form.cleaned_data['label']!r}."
-            if queued:
-                message += f" Training run {', '.join(map(str, sorted(queued)))} will learn it."
-            self.message_user(request, message, messages.SUCCESS)
+            label = form.cleaned_data["label"]
+            outcomes = services.samples_relabel(
+                samples=list(queryset), label=label, moderator=request.user
+            )
+            self.message_user(
+                request,
+                f"Relabelled {len(outcomes)} sample(s) as {label!r}.{_queued_message(outcomes)}",
+                messages.SUCCESS,
+            )
             return None
         return TemplateResponse(
             request,

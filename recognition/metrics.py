@@ -4,6 +4,8 @@ Every figure is an aggregate over rows every process shares, so any process repo
 the same totals (aggregate instances with ``max``); docs/metrics.md says why.
 Predictions are read from ``PredictionTally``, counted by label and latency
 bucket in each prediction's own transaction, not by scanning every prediction.
+Access: the ``METRICS_TOKEN`` bearer token; without one, only direct loopback
+clients of a ``DEBUG=1`` server.
 """
 
 import hmac
@@ -133,7 +135,9 @@ def _allowed(request) -> bool:
         supplied = request.headers.get("Authorization", "")
         return hmac.compare_digest(supplied.encode(), f"Bearer {token}".encode())
     return (
-        request.META.get("REMOTE_ADDR") in LOOPBACK and "HTTP_X_FORWARDED_FOR" not in request.META
+        settings.DEBUG
+        and request.META.get("REMOTE_ADDR") in LOOPBACK
+        and "HTTP_X_FORWARDED_FOR" not in request.META
     )
 
 
@@ -142,7 +146,7 @@ def _allowed(request) -> bool:
 def metrics(request):
     if not _allowed(request):
         return HttpResponse(
-            "Forbidden: send the METRICS_TOKEN as a bearer token, or scrape from loopback.\n",
+            "Forbidden: send the METRICS_TOKEN as a bearer token.\n",
             status=403,
             content_type="text/plain",
         )

@@ -1,5 +1,7 @@
 """Every drawing, every prediction made on it, and every correction of it."""
 
+import hashlib
+import hmac
 import random
 import uuid
 
@@ -22,6 +24,14 @@ def sample_image_path(instance, filename):
 
 def drawing_storage():
     return storages["drawings"]
+
+
+def heldout_bucket_of(name: str) -> int:
+    """A keyed hash (``SECRET_KEY``) of the drawing's stored name, which clients never see:
+    the held-out share (``bucket % HELDOUT_EVERY == 0``) cannot be aimed at from outside."""
+    key = settings.SECRET_KEY.encode()
+    digest = hmac.new(key, f"heldout:{name}".encode(), hashlib.sha256).digest()
+    return int.from_bytes(digest[:4], "big") >> 1  # 31 bits: an integer on every database
 
 
 class Sample(models.Model):
@@ -80,6 +90,11 @@ class Sample(models.Model):
         output_field=models.BooleanField(),
         db_persist=True,
     )
+    # Chooses the samples no fine-tune replays (``heldout_bucket_of``); set when first saved.
+    heldout_bucket = models.PositiveIntegerField(null=True, editable=False)
+    # A correction from someone the shared model does not learn from awaits a moderator
+    # (kept by the correction services, like ``label``): first in the review queue.
+    proposed = models.BooleanField(default=False)
     reviewed = models.GeneratedField(
         expression=Case(When(status="unreviewed", then=Value(False)), default=Value(True)),
         output_field=models.BooleanField(),
@@ -88,11 +103,15 @@ class Sample(models.Model):
 
     class Meta:
         ordering = ["-created_at"]
-        permissions = [("moderate_sample", "Can review, relabel and exclude samples")]
+        permissions = [
+            ("moderate_sample", "Can review, relabel and exclude samples"),
+            ("train_shared_model", "Corrections train the shared model without review"),
+        ]
         indexes = [
             # The review queue's order (selectors.REVIEW_QUEUE_ORDERING, then the
             # admin's -pk): its first page is read straight off this index.
             models.Index(
+                models.F("proposed").desc(),
                 "reviewed",
                 models.F("disputed").desc(),
                 "confidence",
@@ -120,14 +139,22 @@ class Sample(models.Model):
     def __str__(self):
         return f"sample {self.pk}"
 
+    def save(self, *args, **kwargs):
+        if self.heldout_bucket is None:
+            self.heldout_bucket = heldout_bucket_of(self.image.name or uuid.uuid4().hex)
+        super().save(*args, **kwargs)
+
     def glyph_array(self) -> np.ndarray:
         return np.frombuffer(bytes(self.glyph), dtype=np.uint8).reshape(28, 28)
 
+    def label_correction(self) -> "Correction | None":
+        """The correction the label comes from: the latest moderator's, else the latest."""
+        corrections = self.corrections.order_by("-created_at", "-pk")
+        return corrections.filter(source=Correction.Source.ADMIN).first() or corrections.first()
+
     def derive_label(self) -> str:
         """Latest moderator label, else latest correction, else no label."""
-        corrections = self.corrections.order_by("-created_at", "-pk")
-        moderated = corrections.filter(source=Correction.Source.ADMIN).first()
-        latest = moderated or corrections.first()
+        latest = self.label_correction()
         return latest.label if latest else ""
 
 
@@ -185,7 +212,9 @@ class Correction(models.Model):
         ADMIN = "admin", "Moderator"
 
     class TrainingState(models.TextChoices):
-        NOT_NEEDED = "not_needed", "Nothing to learn (confirms the model)"
+        NOT_NEEDED = "not_needed", "Nothing to learn (confirms the model or repeats the label)"
+        PROPOSED = "proposed", "Proposed: waits for a moderator before the shared model learns it"
+        DECLINED = "declined", "Declined: a moderator gave the sample another label"
         PENDING = "pending", "Waiting for a fine-tune"
         TRAINED = "trained", "Learned by a published version"
         REJECTED = "rejected", "Its fine-tune failed the evaluation gate"

@@ -3,6 +3,7 @@
 from itertools import accumulate
 
 import numpy as np
+from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.db.models import (
     Case,
@@ -49,6 +50,20 @@ def sample_for_correction(*, sample_id: int, user, session_key: str | None) -> S
     return sample if owned_by_user or owned_by_session or ownerless else None
 
 
+def trains_shared_model(*, user) -> bool:
+    """Whether this person's corrections train the shared model without a moderator's review.
+
+    Under ``LEARN_FROM=everyone`` everybody's do; under ``trusted``, those of staff
+    (moderators are staff) and of users with ``recognition.train_shared_model``
+    (the "Trusted writers" group).
+    """
+    if settings.LEARN_FROM == "everyone":
+        return True
+    if user is None or not user.is_authenticated:
+        return False
+    return user.is_staff or user.has_perm("recognition.train_shared_model")
+
+
 def corrections_pending() -> QuerySet[Correction]:
     """Corrections that no finished fine-tune has learned or rejected yet."""
     return Correction.objects.filter(training_state=Correction.TrainingState.PENDING)
@@ -69,8 +84,29 @@ def _label_correction(field: str) -> Subquery:
     return Subquery(corrections.values(field)[:1])
 
 
+# Labels the shared model must not learn from: waiting for a moderator, or overruled.
+UNTRUSTED_LABEL_STATES = (
+    Correction.TrainingState.PROPOSED,
+    Correction.TrainingState.DECLINED,
+)
+
+
+def samples_with_trusted_label() -> QuerySet[Sample]:
+    """Trainable samples whose label someone trusted gave (``label_state`` annotated).
+
+    A proposed label teaches the shared model nothing, not even as replay or in
+    the gate's held-out set, until a moderator confirms it.
+    """
+    return (
+        samples_trainable()
+        # A label set without any correction (none is today) has nothing to trust.
+        .annotate(label_state=Coalesce(_label_correction("training_state"), Value("")))
+        .exclude(label_state__in=UNTRUSTED_LABEL_STATES)
+    )
+
+
 def samples_replayable() -> QuerySet[Sample]:
-    """Trainable samples whose label the fine-tune gate has not refused.
+    """Trusted-label samples whose label the fine-tune gate has not refused.
 
     Replay trains on a sample in run after run, so a label the gate refused (it
     may be careless or hostile) must not come back that way; a later correction
@@ -78,9 +114,7 @@ def samples_replayable() -> QuerySet[Sample]:
     marks samples a moderator confirmed or relabelled, the labels trusted most.
     """
     return (
-        samples_trainable()
-        # A label set without any correction (none is today) has nothing refused.
-        .annotate(label_state=Coalesce(_label_correction("training_state"), Value("")))
+        samples_with_trusted_label()
         .exclude(label_state=Correction.TrainingState.REJECTED)
         .annotate(
             moderated=Q(status__in=[Sample.Status.CONFIRMED, Sample.Status.RELABELED]),
@@ -91,7 +125,8 @@ def samples_replayable() -> QuerySet[Sample]:
 def samples_annotate_heldout(samples: QuerySet[Sample], *, every: int) -> QuerySet[Sample]:
     """``samples`` with ``in_heldout_share`` and ``heldout``.
 
-    The held-out share is the ids in one bucket of ``every``: replay never draws
+    The held-out share is the samples whose secret ``heldout_bucket`` falls in one
+    bucket of ``every`` (not their ids, which clients see): replay never draws
     from it. A correction, though, is learned whatever its sample's bucket, so
     only the share's samples that no fine-tune has trained on are ``heldout``:
     none of their corrections was taken by a finished run, whether its candidate
@@ -108,17 +143,19 @@ def samples_annotate_heldout(samples: QuerySet[Sample], *, every: int) -> QueryS
             ],
         )
     )
-    return samples.annotate(in_heldout_share=Exact(Mod("id", every), 0)).annotate(
+    return samples.annotate(in_heldout_share=Exact(Mod("heldout_bucket", every), 0)).annotate(
         heldout=Q(in_heldout_share=True) & ~taken_by_a_run
     )
 
 
 # --- Moderation -------------------------------------------------------------
 
-# Active learning: unreviewed before reviewed, disputed labels first (a person
+# Proposed corrections first (the shared model learns them only once approved);
+# then active learning: unreviewed before reviewed, disputed labels first (a person
 # and the model disagree: either the model must learn or the label is careless
 # or hostile), then the least confident predictions, whose labels teach most.
 REVIEW_QUEUE_ORDERING = (
+    F("proposed").desc(),
     F("reviewed").asc(),
     F("disputed").desc(),
     "confidence",  # never null: every sample is stored with its prediction

@@ -21,7 +21,7 @@ from training import runs
 from training.classes import CLASS_INDEX, CLASSES
 from training.models import TrainingRun
 from training.preprocessing import BlankImageError, preprocess_image
-from training.registry import active_model
+from training.registry import NoActiveModel, active_model
 from writers import services as writers_services
 from writers.identity import Writer
 from writers.prototypes import personal_proba
@@ -168,21 +168,37 @@ def correct_sample(
     author=None,
     session_key: str = "",
 ) -> CorrectionOutcome:
-    """Record the label a person gave a sample and queue a fine-tune if it teaches anything.
+    """Record the label a person gave a sample; queue a fine-tune of the shared model if the
+    label teaches it something and the person may teach it.
 
-    A correction that agrees with both the model's prediction and the sample's
-    current label confirms the model and needs no training; one on a sample
-    excluded from training is kept for the record only. Every label but a
-    moderator's also teaches the personal model of the sample's writer at once.
+    Stored and counted but queueing nothing: a label the active model already
+    reads on the sample, one that repeats the sample's current label (unless
+    that label still waits for review), and one on a sample excluded from
+    training. A label from someone the shared model does not learn from
+    (``selectors.trains_shared_model``) is *proposed*: a moderator's confirm or
+    relabel sends it to training.
+    Every label but a moderator's also teaches the personal model of the sample's
+    writer at once.
     """
     if label not in CLASS_INDEX:
         raise ValueError(f"{label!r} is not one of the 36 classes")
+    model_reads = _active_model_reading(sample)  # a forward pass: outside the transaction
     with transaction.atomic():
         predicted = sample.predicted_label
         previous = sample.label or predicted
-        teaches = (label != previous or label != predicted) and (
-            sample.status != Sample.Status.EXCLUDED
+        current = sample.label_correction()
+        repeats = (
+            current is not None
+            and current.label == label
+            and current.training_state != Correction.TrainingState.PROPOSED
         )
+        confirms = label == previous and label == predicted
+        if sample.status == Sample.Status.EXCLUDED or repeats or confirms or label == model_reads:
+            state = Correction.TrainingState.NOT_NEEDED
+        elif selectors.trains_shared_model(user=author):
+            state = Correction.TrainingState.PENDING
+        else:
+            state = Correction.TrainingState.PROPOSED
         correction = Correction.objects.create(
             sample=sample,
             label=label,
@@ -190,25 +206,35 @@ def correct_sample(
             author=author if author is not None and author.is_authenticated else None,
             session_key=session_key or "",
             source=source,
-            training_state=(
-                Correction.TrainingState.PENDING if teaches else Correction.TrainingState.NOT_NEEDED
-            ),
+            training_state=state,
         )
         sample.label = sample.derive_label()
         sample.corrected = True
-        sample.save(update_fields=["label", "corrected"])
+        sample.proposed = sample.proposed or state == Correction.TrainingState.PROPOSED
+        sample.save(update_fields=["label", "corrected", "proposed"])
         if source != Correction.Source.ADMIN:
             writers_services.personal_model_learn(sample=sample, label=label)
-        training_run = runs.training_run_request() if teaches else None
+        training_run = (
+            runs.training_run_request() if state == Correction.TrainingState.PENDING else None
+        )
     return CorrectionOutcome(correction=correction, training_run=training_run)
+
+
+def _active_model_reading(sample: Sample) -> str | None:
+    """The label the active model gives the sample's glyph now (None when no model serves)."""
+    try:
+        loaded = active_model.get()
+    except NoActiveModel:
+        return None
+    return CLASSES[int(loaded.predict_proba(sample.glyph_array()[np.newaxis]).argmax())]
 
 
 # --- Training (called by training's run life cycle) ------------------------
 
 
-def corrections_take_pending(*, run: TrainingRun) -> list[Correction]:
-    """Give a run every correction pending now; later ones wait for the next run."""
-    pending = list(selectors.corrections_pending().order_by("pk"))
+def corrections_take_pending(*, run: TrainingRun, limit: int) -> list[Correction]:
+    """Give a run the oldest ``limit`` corrections pending now; the rest wait for the next run."""
+    pending = list(selectors.corrections_pending().order_by("pk")[:limit])
     run.corrections.set(pending)
     return pending
 
@@ -221,6 +247,13 @@ def corrections_settle(*, run: TrainingRun, learned: bool) -> int:
     )
 
 
+def corrections_already_known(*, run: TrainingRun) -> int:
+    """Mark the run's pending corrections as nothing to learn: its parent reads them all."""
+    return run.corrections.filter(training_state=Correction.TrainingState.PENDING).update(
+        training_state=Correction.TrainingState.NOT_NEEDED
+    )
+
+
 # --- Moderation -------------------------------------------------------------
 
 MODERATORS_GROUP = "Moderators"
@@ -229,8 +262,9 @@ MODERATORS_GROUP = "Moderators"
 def sample_relabel(*, sample: Sample, label: str, moderator) -> CorrectionOutcome:
     """Give a sample a moderator's label: an audited correction queued for training like any other.
 
-    An excluded sample keeps its exclusion (only ``samples_include`` lifts it), so
-    its new label is recorded but never trained on.
+    Proposed corrections of the same label go to training with it; the others are
+    declined. An excluded sample keeps its exclusion (only ``samples_include``
+    lifts it), so its new label is recorded but never trained on.
     """
     return _moderator_label(
         sample=sample, label=label, moderator=moderator, status=Sample.Status.RELABELED
@@ -242,9 +276,11 @@ def sample_confirm(*, sample: Sample, moderator) -> CorrectionOutcome:
 
     The confirmation is stored as a moderator Correction so that it shows in the
     audit history and, like any moderator label, outranks later user corrections.
-    It queues a fine-tune only when the label disagrees with the prediction, as any
-    correction does; an excluded sample stays excluded.
+    Confirming a proposed label sends it to training; otherwise it queues a
+    fine-tune only when it teaches the model something, as any correction does.
+    An excluded sample stays excluded.
     """
+    sample.refresh_from_db(fields=["label", "status", "predicted_label"])  # as stored
     return _moderator_label(
         sample=sample,
         label=sample.label or sample.predicted_label,
@@ -253,15 +289,35 @@ def sample_confirm(*, sample: Sample, moderator) -> CorrectionOutcome:
     )
 
 
+def samples_confirm(*, samples, moderator) -> list[CorrectionOutcome]:
+    """``sample_confirm`` for many samples in one transaction: what they teach is one run."""
+    with transaction.atomic():
+        return [sample_confirm(sample=sample, moderator=moderator) for sample in samples]
+
+
+def samples_relabel(*, samples, label: str, moderator) -> list[CorrectionOutcome]:
+    """``sample_relabel`` for many samples in one transaction: what they teach is one run."""
+    with transaction.atomic():
+        return [
+            sample_relabel(sample=sample, label=label, moderator=moderator) for sample in samples
+        ]
+
+
 def _moderator_label(*, sample: Sample, label: str, moderator, status: str) -> CorrectionOutcome:
-    """A moderator Correction and the review status it earns; an exclusion is kept."""
+    """A moderator Correction, the fate of the sample's proposals, and the review status."""
     with transaction.atomic():
         outcome = correct_sample(
             sample=sample, label=label, source=Correction.Source.ADMIN, author=moderator
         )
+        proposed = sample.corrections.filter(training_state=Correction.TrainingState.PROPOSED)
+        # Agreeing proposals share the moderator's correction's fate: trained with it, or
+        # nothing to learn (the model reads the label already, or the sample is excluded).
+        proposed.filter(label=label).update(training_state=outcome.correction.training_state)
+        proposed.exclude(label=label).update(training_state=Correction.TrainingState.DECLINED)
+        sample.proposed = False
         if sample.status != Sample.Status.EXCLUDED:
             sample.status = status
-            sample.save(update_fields=["status"])
+        sample.save(update_fields=["status", "proposed"])
     return outcome
 
 

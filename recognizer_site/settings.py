@@ -16,7 +16,8 @@ env = environ.Env()
 
 VAR_DIR = Path(env("VAR_DIR", default=str(BASE_DIR / "var")))
 VAR_DIR.mkdir(parents=True, exist_ok=True)  # the default SQLite file and caches live here
-DEBUG = env.bool("DEBUG", default=True)
+# Off unless set: `make run` and the tests turn it on for the local server.
+DEBUG = env.bool("DEBUG", default=False)
 SECRET_KEY = env("SECRET_KEY", default="")
 if not SECRET_KEY:
     if not DEBUG:
@@ -147,12 +148,20 @@ LOGGING = {
     "root": {"handlers": ["console"], "level": env("LOG_LEVEL", default="INFO")},
 }
 
-# Prometheus scrapes of /metrics: this bearer token, or (unset) loopback only.
+# Prometheus scrapes of /metrics: this bearer token; unset, loopback only and only with DEBUG.
 METRICS_TOKEN = env("METRICS_TOKEN", default="")
+
+# Whose corrections train the shared model: "trusted" (moderators, staff, the
+# "Trusted writers" group) or "everyone" (a private, single-user install).
+LEARN_FROM = env("LEARN_FROM", default="trusted")
+if LEARN_FROM not in ("trusted", "everyone"):
+    raise ImproperlyConfigured("LEARN_FROM must be 'trusted' or 'everyone'.")
 
 # --- REST API -------------------------------------------------------------
 THROTTLE_ANON = env("THROTTLE_ANON", default="120/min")
 THROTTLE_USER = env("THROTTLE_USER", default="600/min")
+# Per client, on top of the above: each correction may queue a fine-tune.
+THROTTLE_CORRECTIONS = env("THROTTLE_CORRECTIONS", default="20/min")
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
         "rest_framework.authentication.SessionAuthentication",
@@ -172,7 +181,11 @@ REST_FRAMEWORK = {
     "DEFAULT_THROTTLE_RATES": {
         "anon": None if THROTTLE_ANON == "off" else THROTTLE_ANON,
         "user": None if THROTTLE_USER == "off" else THROTTLE_USER,
+        "corrections": None if THROTTLE_CORRECTIONS == "off" else THROTTLE_CORRECTIONS,
     },
+    # Proxies in front of gunicorn that append to X-Forwarded-For; 0 keys throttles
+    # on the socket's address, so a client cannot pick its own key.
+    "NUM_PROXIES": env.int("NUM_PROXIES", default=0),
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "Handwriting recognizer API",
@@ -191,9 +204,16 @@ SPECTACULAR_SETTINGS = {
         "TrainingRunStatusEnum": "training.models.TrainingRun.Status",
     },
 }
-# Uploads: the API checks the image size itself (multipart files bypass this limit).
+# Uploads: the API checks the image size itself (multipart files bypass this limit),
+# and a multipart upload is cut off while streaming once it passes it.
 MAX_UPLOAD_BYTES = env.int("MAX_UPLOAD_BYTES", default=2 * 1024 * 1024)
-MAX_IMAGE_PIXELS = env.int("MAX_IMAGE_PIXELS", default=4096 * 4096)
+FILE_UPLOAD_HANDLERS = [
+    "recognition.uploads.SizeLimitUploadHandler",
+    "django.core.files.uploadhandler.MemoryFileUploadHandler",
+    "django.core.files.uploadhandler.TemporaryFileUploadHandler",
+]
+# A drawing canvas is well under a megapixel; larger images are refused.
+MAX_IMAGE_PIXELS = env.int("MAX_IMAGE_PIXELS", default=4_000_000)
 # Base64 JSON bodies are a third larger than the image they carry.
 DATA_UPLOAD_MAX_MEMORY_SIZE = MAX_UPLOAD_BYTES * 4 // 3 + 64 * 1024
 
@@ -236,8 +256,15 @@ CELERY_BEAT_SCHEDULE = {
     "training-sweep": {
         "task": "training.sweep",
         "schedule": env.float("TRAINING_SWEEP_INTERVAL", default=10.0),
-    }
+    },
+    "prune-versions": {
+        "task": "training.prune_versions",
+        "schedule": env.float("PRUNE_VERSIONS_INTERVAL", default=3600.0),
+    },
 }
+# Model versions whose weights files pruning keeps whatever their status (the newest);
+# older retired and rejected ones lose their files (see `manage.py prune_versions`).
+PRUNE_KEEP_VERSIONS = env.int("PRUNE_KEEP_VERSIONS", default=200)
 
 # --- Online learning (training/services.py, training/runs.py) -------------
 # Operator knobs only; how a fine-tune trains is FineTuneConfig's (training/finetune.py).
@@ -252,9 +279,11 @@ FINE_TUNE = {
     "MAX_FORGETTING": env.float("FINE_TUNE_MAX_FORGETTING", default=0.01),
     # ... and the largest total drop, below the pretrained version, on its held-out slice.
     "MAX_TOTAL_FORGETTING": env.float("FINE_TUNE_MAX_TOTAL_FORGETTING", default=0.01),
-    # One user sample in this many (by id) is never replayed; those of them that no
-    # fine-tune has trained on are evaluated on. Changing it reshuffles that share.
+    # One user sample in this many (by a keyed hash) is never replayed; those of them
+    # that no fine-tune has trained on are evaluated on. Changing it reshuffles that share.
     "HELDOUT_EVERY": env.int("FINE_TUNE_HELDOUT_EVERY", default=5),
+    # The most corrections one run takes; the rest wait for the next run.
+    "MAX_CORRECTIONS": env.int("FINE_TUNE_MAX_CORRECTIONS", default=500),
     # A running run with no heartbeat for this long lost its worker.
     "STALE_SECONDS": env.float("FINE_TUNE_STALE_SECONDS", default=30.0),
 }

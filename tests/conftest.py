@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 import redis
 from django.conf import settings
+from django.contrib.auth.models import Permission, User
 from django.core.cache import cache
 from django.core.management import call_command
 from django.db import connection
@@ -116,6 +117,7 @@ def copy_of(version: ModelVersion, *, activate: bool = False) -> ModelVersion:
         metrics={},
         training_info={"kind": "copy"},
         parent=version,
+        trunk=version.trunk,  # a head-only version's copy keeps its trunk
         activate=activate,
     )
 
@@ -132,6 +134,18 @@ def moderators_group(transactional_db):
         ("recognition", "0003_moderators_group")
     )
     migration.create_group(state.apps, None)
+
+
+def teacher():
+    """A writer whose corrections train the shared model under ``LEARN_FROM=trusted``.
+
+    Got or created, so that helpers without fixtures can use it; permissions survive
+    a transactional test's flush (they are made again), groups do not.
+    """
+    user, created = User.objects.get_or_create(username="teacher")
+    if created:
+        user.user_permissions.add(Permission.objects.get(codename="train_shared_model"))
+    return user
 
 
 @pytest.fixture

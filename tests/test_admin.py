@@ -18,7 +18,7 @@ from recognition.models import Correction, Sample
 from training import replay
 from training.models import ModelVersion, TrainingRun
 
-from .conftest import ONE, SEVEN, ZERO, draw_png
+from .conftest import ONE, SEVEN, ZERO, draw_png, teacher
 
 pytestmark = pytest.mark.django_db
 
@@ -113,7 +113,7 @@ def test_all_labels_of_one_person_can_be_found_and_excluded(mod_client, samples)
     vandal = User.objects.create_user("vandal", password="pw-for-tests-only")
     for sample in (samples["seven"], samples["one"]):
         services.correct_sample(sample=sample, label="x", source="api", author=vandal)
-    services.correct_sample(sample=samples["zero"], label="0", source="api")
+    services.correct_sample(sample=samples["zero"], label="0", source="api", author=teacher())
     listing = mod_client.get(f"{SAMPLES}?labelled_by={vandal.pk}")
     assert set(changelist_ids(listing)) == {samples["seven"].pk, samples["one"].pk}
     assert b">vandal</a>" in listing.content  # offered as a filter choice
@@ -123,7 +123,7 @@ def test_all_labels_of_one_person_can_be_found_and_excluded(mod_client, samples)
 
 
 def test_moderator_opens_every_page(mod_client, samples, default_model):
-    services.correct_sample(sample=samples["seven"], label="t", source="api")
+    services.correct_sample(sample=samples["seven"], label="t", source="api", author=teacher())
     sample = samples["seven"]
 
     index = mod_client.get("/admin/")
@@ -211,7 +211,7 @@ def test_relabel_is_an_audited_correction_that_queues_training(mod_client, moder
     assert run.status == TrainingRun.Status.QUEUED
 
     # A moderator's label outranks a later user correction.
-    services.correct_sample(sample=sample, label="7", source="api")
+    services.correct_sample(sample=sample, label="7", source="api", author=teacher())
     sample.refresh_from_db()
     assert sample.label == "t"
 
@@ -235,7 +235,7 @@ def test_confirm_records_who_checked_and_trains_nothing_new(mod_client, moderato
 
 def test_excluded_samples_are_never_replayed(mod_client, samples):
     for sample, label in zip(samples.values(), "7102", strict=True):
-        services.correct_sample(sample=sample, label=label, source="api")
+        services.correct_sample(sample=sample, label=label, source="api", author=teacher())
     excluded = samples["scribble"]
     response = act(mod_client, SAMPLES, "exclude_from_training", [excluded])
     assert "Excluded from training: 1 sample" in response.content.decode()
@@ -271,7 +271,7 @@ def test_retrain_now_queues_one_run_for_pending_corrections(mod_client, samples)
     assert "No correction is waiting" in response.content.decode()
     assert not TrainingRun.objects.exists()
 
-    services.correct_sample(sample=samples["one"], label="l", source="api")
+    services.correct_sample(sample=samples["one"], label="l", source="api", author=teacher())
     TrainingRun.objects.all().delete()  # as if the run that took it had failed
     response = act(mod_client, SAMPLES, "retrain", [samples["one"]])
     run = TrainingRun.objects.get()
@@ -280,7 +280,7 @@ def test_retrain_now_queues_one_run_for_pending_corrections(mod_client, samples)
 
 
 def test_dashboard_retrain_button_needs_no_selection(mod_client, samples):
-    services.correct_sample(sample=samples["one"], label="l", source="api")
+    services.correct_sample(sample=samples["one"], label="l", source="api", author=teacher())
     TrainingRun.objects.all().delete()
     dashboard = mod_client.get(f"{SAMPLES}dashboard/").content.decode()
     assert f'action="{SAMPLES}retrain/"' in dashboard
@@ -295,7 +295,7 @@ def test_retrain_button_is_for_moderators_only(client, samples):
     viewer = User.objects.create_user("viewer", password="pw-for-tests-only", is_staff=True)
     viewer.user_permissions.add(Permission.objects.get(codename="view_sample"))
     client.force_login(viewer)
-    services.correct_sample(sample=samples["one"], label="l", source="api")
+    services.correct_sample(sample=samples["one"], label="l", source="api", author=teacher())
     TrainingRun.objects.all().delete()
     assert "Retrain now" not in client.get(f"{SAMPLES}dashboard/").content.decode()
     assert client.post(f"{SAMPLES}retrain/").status_code == 403
@@ -305,7 +305,7 @@ def test_retrain_button_is_for_moderators_only(client, samples):
 
 
 def test_review_queue_puts_disputed_and_least_confident_first(mod_client, samples):
-    services.correct_sample(sample=samples["seven"], label="t", source="api")
+    services.correct_sample(sample=samples["seven"], label="t", source="api", author=teacher())
     act(mod_client, SAMPLES, "confirm", [samples["zero"]])
     ids = changelist_ids(mod_client.get(SAMPLES))
     by_id = {row.pk: row for row in mod_client.get(SAMPLES).context["cl"].result_list}
@@ -319,7 +319,7 @@ def test_review_queue_puts_disputed_and_least_confident_first(mod_client, sample
 
 
 def test_search_by_id_and_by_label(mod_client, samples):
-    services.correct_sample(sample=samples["one"], label="l", source="api")
+    services.correct_sample(sample=samples["one"], label="l", source="api", author=teacher())
     assert changelist_ids(mod_client.get(f"{SAMPLES}?q={samples['zero'].pk}")) == [
         samples["zero"].pk
     ]
@@ -328,8 +328,8 @@ def test_search_by_id_and_by_label(mod_client, samples):
 
 
 def test_download_selected_samples_as_a_zip(mod_client, samples):
-    services.correct_sample(sample=samples["one"], label="1", source="api")
-    services.correct_sample(sample=samples["zero"], label="o", source="api")
+    services.correct_sample(sample=samples["one"], label="1", source="api", author=teacher())
+    services.correct_sample(sample=samples["zero"], label="o", source="api", author=teacher())
     response = mod_client.post(
         SAMPLES,
         {
@@ -418,8 +418,8 @@ def test_non_staff_users_are_sent_to_login(client, db):
 
 
 def test_dashboard_shows_versions_classes_confusions_and_pending(mod_client, samples):
-    services.correct_sample(sample=samples["seven"], label="t", source="api")
-    services.correct_sample(sample=samples["one"], label="1", source="api")
+    services.correct_sample(sample=samples["seven"], label="t", source="api", author=teacher())
+    services.correct_sample(sample=samples["one"], label="1", source="api", author=teacher())
     response = mod_client.get(f"{SAMPLES}dashboard/")
     assert response.status_code == 200
     context = response.context

@@ -201,7 +201,8 @@ def test_no_active_model_is_503_not_500(client, db):
     assert Sample.objects.count() == 0
 
 
-def test_correction_updates_label_and_queues_a_run(client, default_model):
+def test_correction_updates_label_and_queues_a_run(client, default_model, settings):
+    settings.LEARN_FROM = "everyone"  # the open loop: anyone's correction trains
     sample_id = predict(client, draw_png(ONE), source="page").json()["sample"]
     response = client.post(
         f"/api/samples/{sample_id}/corrections/",
@@ -353,6 +354,9 @@ def test_model_versions_active_and_staff_only_activation(client, default_model, 
     url = f"/api/model-versions/{second.pk}/activate/"
     assert client.post(url).status_code in {401, 403}
     client.force_authenticate(staff)
+    assert client.post(url).status_code == 403  # staff alone may not choose the model
+    staff.user_permissions.add(Permission.objects.get(codename="change_modelversion"))
+    client.force_authenticate(User.objects.get(pk=staff.pk))
     assert client.post(url).json()["status"] == "active"
     default_model.refresh_from_db()
     assert default_model.status == "retired"

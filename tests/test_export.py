@@ -12,7 +12,7 @@ from training import datasets
 from training.classes import CLASS_INDEX, CLASSES
 from training.models import ModelVersion
 
-from .conftest import ONE, SEVEN, ZERO, draw_png
+from .conftest import ONE, SEVEN, ZERO, draw_png, teacher
 from .test_datasets import mnist_files, write_raw
 
 pytestmark = pytest.mark.django_db
@@ -30,7 +30,7 @@ def labelled(default_model) -> list[Sample]:
         for strokes, label in ((SEVEN, "7"), (ONE, "1"), (ZERO, "0")):
             png = draw_png(shifted(strokes, dx, dy))
             sample = services.predict_drawing(image_data=png, source="api").sample
-            services.correct_sample(sample=sample, label=label, source="api")
+            services.correct_sample(sample=sample, label=label, source="api", author=teacher())
             sample.refresh_from_db()
             made.append(sample)
     return made

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 from django.conf import settings as django_settings
-from django.contrib.auth.models import User
+from django.contrib.auth.models import Permission, User
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 from rest_framework.authtoken.models import Token
@@ -66,6 +66,7 @@ def sample(default_model) -> Sample:
 @pytest.fixture
 def staff_client(db) -> APIClient:
     user = User.objects.create_user("hostile-staff", is_staff=True)
+    user.user_permissions.add(Permission.objects.get(codename="change_modelversion"))
     client = APIClient(raise_request_exception=False)
     client.credentials(HTTP_AUTHORIZATION=f"Token {Token.objects.create(user=user).key}")
     return client

@@ -17,9 +17,15 @@ from training.classes import CLASSES
 from training.models import TrainingRun
 from training.services import training_run_execute
 
-from .conftest import ONE, SEVEN, ZERO, draw_png, misread_handwriting
+from .conftest import ONE, SEVEN, ZERO, draw_png, misread_handwriting, teacher
 
 pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture(autouse=True)
+def local_server(settings):
+    """A local development server's settings: loopback may scrape without a token."""
+    settings.DEBUG = True
 
 
 def scrape(client=None, **headers) -> dict:
@@ -47,6 +53,7 @@ def predict(client, png: bytes) -> dict:
 
 def test_predictions_and_a_correction_are_counted(default_model, settings):
     client = APIClient()
+    client.force_authenticate(teacher())  # a correction that trains the shared model
     empty = scrape()
     assert empty[("recognizer_predictions_total", (("label", "1"),))] == 0
     assert empty[("recognizer_active_model_version", ())] == default_model.number
@@ -89,6 +96,7 @@ def test_predictions_and_a_correction_are_counted(default_model, settings):
 def test_a_finished_fine_tune_is_counted_with_its_duration(default_model, settings):
     settings.FINE_TUNE = {**settings.FINE_TUNE, "STEPS": 5, "THREADS": 1}
     client = APIClient()
+    client.force_authenticate(teacher())
     png, label = misread_handwriting(1)[0]
     sample = predict(client, png)["sample"]
     run_id = client.post(

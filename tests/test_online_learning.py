@@ -9,7 +9,7 @@ from rest_framework.test import APIClient
 from recognition.models import Correction, Sample
 from training.models import ModelVersion, TrainingRun
 
-from .conftest import ONE, draw_png, misread_handwriting
+from .conftest import ONE, draw_png, misread_handwriting, teacher
 
 pytestmark = [pytest.mark.celery, pytest.mark.slow]
 
@@ -30,8 +30,11 @@ def finished(run_id: int) -> TrainingRun | None:
 
 
 @pytest.fixture
-def client():
-    return APIClient()
+def client(db):
+    """A writer whose corrections train the shared model."""
+    client = APIClient()
+    client.force_authenticate(teacher())
+    return client
 
 
 def predict(client, png: bytes) -> dict:

@@ -9,7 +9,7 @@ from training.models import ModelVersion
 from training.runs import training_run_request
 from training.services import training_run_execute
 
-from .conftest import ONE, SEVEN, ZERO, draw_png, misread_handwriting
+from .conftest import ONE, SEVEN, ZERO, draw_png, misread_handwriting, teacher
 
 pytestmark = pytest.mark.django_db
 
@@ -23,7 +23,9 @@ def predict(png: bytes) -> Sample:
 
 
 def correct(sample: Sample, label: str) -> Correction:
-    return services.correct_sample(sample=sample, label=label, source="api").correction
+    return services.correct_sample(
+        sample=sample, label=label, source="api", author=teacher()
+    ).correction
 
 
 def fine_tune(settings, **overrides):

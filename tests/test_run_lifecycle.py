@@ -16,7 +16,7 @@ from recognition.models import Correction
 from training import registry, replay, runs, services
 from training.models import ModelVersion, TrainingRun
 
-from .conftest import ONE, SEVEN, ZERO, copy_of, draw_png, misread_handwriting
+from .conftest import ONE, SEVEN, ZERO, copy_of, draw_png, misread_handwriting, teacher
 
 pytestmark = pytest.mark.slow  # real (short) fine-tunes
 
@@ -30,7 +30,9 @@ def quick(settings):
 def corrected(png: bytes, label: str):
     """A drawing predicted and corrected through the services, as the API does."""
     sample = recognition_services.predict_drawing(image_data=png, source="api").sample
-    outcome = recognition_services.correct_sample(sample=sample, label=label, source="api")
+    outcome = recognition_services.correct_sample(
+        sample=sample, label=label, source="api", author=teacher()
+    )
     return sample, outcome
 
 
@@ -123,7 +125,8 @@ def test_a_version_records_the_replayed_samples_it_trained_on(default_model, qui
 
     version = run.result_version
     every = quick["HELDOUT_EVERY"]
-    replayed = sorted(s.pk for s in earlier if s.pk % every)  # one in `every` is held out
+    # One in `every`, by a keyed hash, is held out.
+    replayed = sorted(s.pk for s in earlier if s.heldout_bucket % every)
     assert replayed and len(replayed) <= replay.REPLAY_PER_CLASS  # so all of them are drawn
     assert version.training_info["replayed_sample_ids"] == replayed
     assert version.metrics["trained_on"]["user_replay"] == len(replayed)

@@ -1,7 +1,7 @@
 """Who may do what, CSRF for the page, throttles, upload names and untrusted weights.
 
 tests/test_api.py already checks anonymous and permission-less access to the
-samples, staff-only activation, CSRF on a signed-in prediction and the anonymous
+samples, activation, CSRF on a signed-in prediction and the anonymous
 prediction throttle; these tests cover the rest.
 """
 
@@ -100,12 +100,14 @@ def test_sample_detail_needs_staff_or_permission(default_model, staff, member):
     assert token_client(member).get(url).json()["id"] == sample
 
 
-def test_activation_is_staff_only_whatever_the_permissions(default_model, staff, member):
+def test_activation_needs_staff_and_the_model_permission(default_model, staff, member):
     second = copy_of(default_model)
     url = f"/api/model-versions/{second.pk}/activate/"
     member.user_permissions.add(*Permission.objects.filter(codename__endswith="_modelversion"))
     assert token_client(member).post(url).status_code == 403
+    assert token_client(staff).post(url).status_code == 403
     assert ModelVersion.objects.get(status="active") == default_model
+    staff.user_permissions.add(Permission.objects.get(codename="change_modelversion"))
     assert token_client(staff).post(url).json()["status"] == "active"
 
 
@@ -134,6 +136,7 @@ def test_session_users_need_the_pages_csrf_token_to_correct(default_model, staff
 
 
 def test_staff_sessions_need_the_csrf_token_to_activate(default_model, staff):
+    staff.user_permissions.add(Permission.objects.get(codename="change_modelversion"))
     browser, token = signed_in_page(staff)
     second = copy_of(default_model)
     activate = f"/api/model-versions/{second.pk}/activate/"
@@ -162,10 +165,12 @@ def _rates_in_a_fresh_process(**env) -> str:
 
 
 def test_throttle_rates_come_from_the_environment():
-    assert _rates_in_a_fresh_process(THROTTLE_ANON="7/hour", THROTTLE_USER="9/min") == str(
-        {"anon": "7/hour", "user": "9/min"}
+    assert _rates_in_a_fresh_process(
+        THROTTLE_ANON="7/hour", THROTTLE_USER="9/min", THROTTLE_CORRECTIONS="4/min"
+    ) == str({"anon": "7/hour", "user": "9/min", "corrections": "4/min"})
+    assert _rates_in_a_fresh_process(THROTTLE_ANON="off", THROTTLE_CORRECTIONS="off") == str(
+        {"anon": None, "user": "600/min", "corrections": None}
     )
-    assert _rates_in_a_fresh_process(THROTTLE_ANON="off") == str({"anon": None, "user": "600/min"})
 
 
 def test_anonymous_corrections_are_throttled(default_model, settings, redis_cache):

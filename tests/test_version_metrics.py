@@ -13,7 +13,7 @@ from training import registry, runs, services
 from training import selectors as training_selectors
 from training.models import ModelVersion, TrainingRun
 
-from .conftest import copy_of, misread_handwriting
+from .conftest import copy_of, misread_handwriting, teacher
 
 VERSIONS = "/admin/training/modelversion/"
 
@@ -34,7 +34,9 @@ def admin_client_(db):
 def corrected(png: bytes, label: str):
     """A drawing predicted and corrected through the services, as the API does."""
     sample = recognition_services.predict_drawing(image_data=png, source="api").sample
-    return recognition_services.correct_sample(sample=sample, label=label, source="api")
+    return recognition_services.correct_sample(
+        sample=sample, label=label, source="api", author=teacher()
+    )
 
 
 def fine_tune_of(parent: ModelVersion, parent_overall: float) -> ModelVersion:
@@ -45,6 +47,7 @@ def fine_tune_of(parent: ModelVersion, parent_overall: float) -> ModelVersion:
         metrics={"overall": 0.5, "parent_overall": parent_overall, "count": 10},
         training_info={"kind": "fine-tune"},
         parent=parent,
+        trunk=parent.trunk,  # a head-only version's copy keeps its trunk
     )
 
 
@@ -91,7 +94,7 @@ def test_a_version_takes_the_score_its_first_fine_tune_recorded(default_model, a
     fine_tune_of(default_model, parent_overall=0.8)
     fine_tune_of(first, parent_overall=0.7)
 
-    versions = training_selectors.versions_by_number()
+    versions = training_selectors.versions_newest(limit=10)
     overall = [training_selectors.version_gate_scores(v)["overall"] for v in versions]
     # v1 by its first fine-tune's record; the copy never scored; fine-tunes by their own.
     assert overall == [pytest.approx(0.9), None, 0.5, 0.5, 0.5]

@@ -10,10 +10,9 @@ from django.utils.html import format_html
 
 from recognizer_site.paginators import EstimatedCountPaginator
 
-from . import charts, selectors
+from . import charts, selectors, services
 from .classes import CLASSES
 from .models import ModelVersion, TrainingRun
-from .registry import version_activate
 
 
 def _percent(value) -> str:
@@ -60,11 +59,13 @@ class ModelVersionAdmin(ReadOnlyAdmin):
         "letters",
         "forgetting",
         "trained_on",
+        "pinned",
+        "pruned_at",
         "created_at",
     )
-    list_filter = ("status",)
+    list_filter = ("status", "pinned")
     list_select_related = ("parent",)
-    actions = ("activate",)
+    actions = ("activate", "pin", "unpin")
     fields = (
         "number",
         "status",
@@ -79,6 +80,9 @@ class ModelVersionAdmin(ReadOnlyAdmin):
         "activated_at",
         "architecture",
         "sha256",
+        "trunk",
+        "pinned",
+        "pruned_at",
         "training_info",
         "confusion_matrix",
         "per_class",
@@ -160,6 +164,22 @@ class ModelVersionAdmin(ReadOnlyAdmin):
             )
         return render_to_string("admin/training/modelversion/per_class.html", {"rows": rows})
 
+    @admin.action(permissions=["activate"], description="Pin: never prune their weights")
+    def pin(self, request, queryset):
+        self._set_pinned(request, queryset, pinned=True)
+
+    @admin.action(permissions=["activate"], description="Unpin: pruning may take them when old")
+    def unpin(self, request, queryset):
+        self._set_pinned(request, queryset, pinned=False)
+
+    def _set_pinned(self, request, queryset, *, pinned: bool):
+        versions = list(queryset)
+        services.model_versions_pin(versions=versions, pinned=pinned)
+        for version in versions:
+            self.log_change(request, version, "Pinned" if pinned else "Unpinned")
+        word = "Pinned" if pinned else "Unpinned"
+        self.message_user(request, f"{word} {len(versions)} version(s).", messages.SUCCESS)
+
     @admin.action(permissions=["activate"], description="Activate (roll back or forward)")
     def activate(self, request, queryset):
         if queryset.count() != 1:
@@ -167,8 +187,11 @@ class ModelVersionAdmin(ReadOnlyAdmin):
             return None
         version = queryset.get()
         if request.POST.get("confirmed") == "yes":
-            version_activate(version=version)
-            self.log_change(request, version, "Activated")
+            try:
+                services.model_version_activate(version=version, user=request.user)
+            except services.VersionPruned as pruned:
+                self.message_user(request, str(pruned), messages.ERROR)
+                return None
             self.message_user(
                 request, f"v{version.number} is now the active model.", messages.SUCCESS
             )

@@ -49,6 +49,8 @@ class GateDecision:
     metrics: dict
     # The candidate's own evaluation on the fixed set: the next run's parent score.
     candidate_fixed: dict
+    # Whether it learned the corrections (see ``gate``): if not, it is no change worth storing.
+    learned: bool = True
 
 
 @dataclass(frozen=True)
@@ -75,6 +77,8 @@ class FrozenTrunk:
         # The serving copy without its classifier: the same features the web computes.
         self._trunk = nn.for_inference(model)[:-1]
         self._rows: OrderedDict[bytes, torch.Tensor] = OrderedDict()
+        # Called after each batch of features computed: a long pass can show it is alive.
+        self.on_batch: Callable[[], None] | None = None
         # Glyphs run through the trunk to be remembered, over this object's life.
         self.computed = 0
         self.dimension = self.compute(torch.zeros(1, 1, 28, 28)).shape[1]
@@ -89,13 +93,13 @@ class FrozenTrunk:
     def compute(self, x: torch.Tensor, batch_size: int = 64) -> torch.Tensor:
         """Flattened features (N, D) of glyph tensors (N, 1, 28, 28), not remembered."""
         # no_grad, not inference_mode: a head trains on these tensors.
+        rows = []
         with torch.no_grad():
-            return torch.cat(
-                [
-                    self._trunk(x[i : i + batch_size]).flatten(1)
-                    for i in range(0, len(x), batch_size)
-                ]
-            )
+            for i in range(0, len(x), batch_size):
+                rows.append(self._trunk(x[i : i + batch_size]).flatten(1))
+                if self.on_batch is not None:
+                    self.on_batch()
+        return torch.cat(rows)
 
     def features(self, glyphs: np.ndarray) -> torch.Tensor:
         """Flattened features (N, D) of uint8 glyphs; only glyphs not seen before are computed."""
@@ -283,7 +287,7 @@ def gate(
             f"forgetting {forgetting * 100:.2f} points on the fixed set exceeds "
             f"{max_forgetting * 100:.2f}"
         )
-        return GateDecision(False, reason, metrics, candidate_fixed)
+        return GateDecision(False, reason, metrics, candidate_fixed, learned)
     if root is not None:
         on_root_slice = predicted[: root.count] == fixed_labels[: root.count]
         drop = root.accuracy - float(on_root_slice.mean())
@@ -293,8 +297,8 @@ def gate(
                 f"forgetting since the pretrained version, {drop * 100:.2f} points, "
                 f"would exceed {root.max_drop * 100:.2f}"
             )
-            return GateDecision(False, reason, metrics, candidate_fixed)
+            return GateDecision(False, reason, metrics, candidate_fixed, learned)
     if not learned:
         reason = f"corrections predicted right {candidate_new:.0%} after vs {parent_new:.0%} before"
-        return GateDecision(False, reason, metrics, candidate_fixed)
-    return GateDecision(True, "", metrics, candidate_fixed)
+        return GateDecision(False, reason, metrics, candidate_fixed, learned)
+    return GateDecision(True, "", metrics, candidate_fixed, learned)

@@ -26,6 +26,15 @@ class ModelVersion(models.Model):
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.CANDIDATE)
     weights = models.FileField(upload_to="model_versions/", max_length=255)
     sha256 = models.CharField(max_length=64)
+    # A head-only fine-tune stores its classifier head alone; its trunk is in this
+    # version's weights (a full set, named in the head file by its sha256).
+    trunk = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.PROTECT, related_name="heads"
+    )
+    # Kept by ``prune_versions`` whatever its age and status.
+    pinned = models.BooleanField(default=False)
+    # When ``prune_versions`` deleted its weights file (the row stays: predictions cite it).
+    pruned_at = models.DateTimeField(null=True, blank=True)
     # Class-balanced anchor (replay) and evaluation glyphs, shared down the version chain.
     anchors = models.FileField(upload_to="model_versions/", max_length=255, blank=True)
     architecture = models.CharField(max_length=64)

@@ -140,6 +140,46 @@ def deserialize_state(data: bytes, architecture: str = ARCHITECTURE) -> nn.Modul
     return model.eval()
 
 
+def serialize_head(model: GlyphNet, *, trunk_sha256: str) -> bytes:
+    """The classifier head alone, at half precision, naming the weights file of its trunk.
+
+    What a head-only fine-tune changes: the trunk stays in the file whose sha256 it
+    names. Round the head with ``head_to_half`` before evaluating it, so that what
+    is reported is what is served.
+    """
+    head = {key: t.half() if t.is_floating_point() else t for key, t in _head_state(model).items()}
+    buffer = io.BytesIO()
+    torch.save({"trunk_sha256": trunk_sha256, "head": head}, buffer)
+    return buffer.getvalue()
+
+
+def deserialize_head(data: bytes, *, trunk: bytes, architecture: str = ARCHITECTURE) -> nn.Module:
+    """One network from ``serialize_head`` bytes and the ``serialize_state`` bytes of its trunk,
+    refusing a head that names another trunk."""
+    stored = torch.load(io.BytesIO(data), weights_only=True, map_location="cpu")
+    if stored.get("trunk_sha256") != hashlib.sha256(trunk).hexdigest():
+        raise ValueError("the head names another trunk than the file given")
+    model = deserialize_state(trunk, architecture)
+    model.classifier.load_state_dict(
+        {key: t.float() if t.is_floating_point() else t for key, t in stored["head"].items()},
+        strict=True,
+    )
+    return model.eval()
+
+
+def head_to_half(model: GlyphNet) -> GlyphNet:
+    """Round the classifier head's weights to half precision, in place, as it will be stored."""
+    with torch.no_grad():
+        for tensor in _head_state(model).values():
+            if tensor.is_floating_point():
+                tensor.copy_(tensor.half().float())
+    return model
+
+
+def _head_state(model: GlyphNet) -> dict[str, torch.Tensor]:
+    return model.classifier.state_dict(keep_vars=False)
+
+
 def for_inference(model: GlyphNet) -> nn.Module:
     """An eval-only copy with each BatchNorm folded into its convolution: same outputs, faster.
 

@@ -12,6 +12,7 @@ import logging
 import threading
 import time
 from dataclasses import dataclass
+from functools import partial
 
 import numpy as np
 import torch
@@ -49,12 +50,14 @@ def version_create(
     anchors: bytes | None = None,
     trained_sample_ids: list[int] | tuple[int, ...] = (),
     activate: bool = False,
+    trunk: ModelVersion | None = None,
 ) -> ModelVersion:
     """Save serialized weights atomically and record them as the next version number.
 
-    ``weights`` come from ``nn.serialize_state``; ``anchors`` are the npz bytes of
-    the replay and evaluation glyphs; without them the version shares its parent's
-    file (files are immutable).
+    ``weights`` come from ``nn.serialize_state``, or with ``trunk`` (a version
+    holding a full set) from ``nn.serialize_head``; ``anchors`` are the npz bytes
+    of the replay and evaluation glyphs; without them the version shares its
+    parent's file (files are immutable).
     """
     digest = weights_sha256(weights)
     with transaction.atomic():
@@ -67,6 +70,7 @@ def version_create(
             metrics=metrics,
             training_info=training_info,
             trained_sample_ids=list(trained_sample_ids),
+            trunk=trunk,
         )
         version.weights.save(f"v{number}-{digest[:12]}.pt", ContentFile(weights), save=False)
         if anchors is not None:
@@ -99,6 +103,44 @@ def version_activate(*, version: ModelVersion) -> ModelVersion:
                 raise
 
 
+# What pruning never deletes: the version serving, and one being published.
+_UNPRUNABLE = (ModelVersion.Status.ACTIVE, ModelVersion.Status.CANDIDATE)
+
+
+def versions_prune(*, keep: int) -> list[ModelVersion]:
+    """Delete the weights files of old retired and rejected versions; return those versions.
+
+    Kept whatever their age: the newest ``keep`` versions, the active one, pinned
+    ones, and every version whose weights hold the trunk of one of those. The rows
+    stay (predictions cite them); a pruned version can no longer be loaded.
+    """
+    versions = list(ModelVersion.objects.filter(pruned_at=None).order_by("-number"))
+    kept = [
+        version
+        for index, version in enumerate(versions)
+        if index < keep or version.pinned or version.status in _UNPRUNABLE
+    ]
+    needed = {v.pk for v in kept} | {v.trunk_id for v in kept if v.trunk_id}
+    needed_files = {v.weights.name for v in versions if v.pk in needed}
+    pruned = []
+    for version in versions:
+        if version.pk in needed:
+            continue
+        with transaction.atomic():
+            marked = (
+                ModelVersion.objects.filter(pk=version.pk, pruned_at=None)
+                .exclude(status__in=_UNPRUNABLE)
+                .exclude(pinned=True)
+                .update(pruned_at=timezone.now())
+            )
+            # Copies may share a file with a kept version: that file stays.
+            if marked and version.weights.name not in needed_files:
+                transaction.on_commit(partial(version.weights.delete, save=False))
+        if marked:
+            pruned.append(version)
+    return pruned
+
+
 def read_verified_weights(version: ModelVersion) -> bytes:
     try:
         with version.weights.open("rb") as handle:
@@ -111,12 +153,24 @@ def read_verified_weights(version: ModelVersion) -> bytes:
 
 
 def version_load_model(version: ModelVersion) -> torch.nn.Module:
-    """Load a version's network for inference, refusing any file that fails its checksum."""
+    """Load a version's network for inference, refusing any file that fails its checksum.
+
+    A head-only version is loaded as one model with its trunk version's weights,
+    both checked, and the head's own record of which trunk it was trained on.
+    """
     data = read_verified_weights(version)
+    trunk = read_verified_weights(version.trunk) if version.trunk_id else None
     try:
-        return nn.deserialize_state(data, version.architecture)
+        if trunk is None:
+            return nn.deserialize_state(data, version.architecture)
+        return nn.deserialize_head(data, trunk=trunk, architecture=version.architecture)
     except Exception as error:  # torch raises many types for a malformed archive
         raise WeightsIntegrityError(f"v{version.number}: cannot load weights: {error}") from error
+
+
+def version_trunk(version: ModelVersion) -> ModelVersion:
+    """The version whose full weights hold ``version``'s trunk (itself, unless head-only)."""
+    return version.trunk if version.trunk_id else version
 
 
 def version_load_anchors(version: ModelVersion) -> dict[str, np.ndarray]:
@@ -165,7 +219,16 @@ class ActiveModelCache:
         # Only what loading needs: metrics hold a confusion matrix per evaluation set.
         active = (
             ModelVersion.objects.filter(status=ModelVersion.Status.ACTIVE)
-            .only("number", "sha256", "weights", "architecture")
+            .select_related("trunk")
+            .only(
+                "number",
+                "sha256",
+                "weights",
+                "architecture",
+                "trunk__number",
+                "trunk__sha256",
+                "trunk__weights",
+            )
             .first()
         )
         self._checked_at = time.monotonic()

@@ -3,7 +3,7 @@
 Three sources: the run's new corrections, learned whatever the sample; a
 class-balanced replay of earlier user samples whose label the gate did not
 refuse; and the anchor glyphs stored with the pretrained model. Replay never
-draws from the held-out share (ids in one bucket of ``HELDOUT_EVERY``); that
+draws from the held-out share (a secret bucket of ``HELDOUT_EVERY``); that
 share's samples no fine-tune has trained on join the pretraining hold-out in
 the fixed evaluation set.
 """
@@ -58,7 +58,7 @@ def _glyph_set(rows) -> GlyphSet:
 def new_corrections_set(corrections) -> GlyphSet:
     """The corrected samples, each once, with their current label."""
     sample_ids = {c.sample_id for c in corrections}
-    samples = selectors.samples_trainable().filter(pk__in=sample_ids).order_by("pk")
+    samples = selectors.samples_with_trusted_label().filter(pk__in=sample_ids).order_by("pk")
     return _glyph_set(samples.values_list("pk", "label", "glyph"))
 
 
@@ -104,7 +104,7 @@ def _next_in_replay_order(samples, start: float, limit: int) -> list[int]:
 def heldout_user_set(*, exclude_ids, every: int, limit: int) -> GlyphSet:
     """The newest held-out samples, none of which any fine-tune has trained on."""
     rows = (
-        selectors.samples_annotate_heldout(selectors.samples_trainable(), every=every)
+        selectors.samples_annotate_heldout(selectors.samples_with_trusted_label(), every=every)
         .filter(heldout=True)
         .exclude(pk__in=exclude_ids)
         .order_by("-pk")

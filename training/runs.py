@@ -4,7 +4,8 @@ A correction that teaches something calls ``training_run_request``, which return
 the one queued run (creating it and sending its task after the transaction
 commits). A worker claims it with a conditional UPDATE (the database allows one
 running run, so the version chain stays linear), and the run takes every
-correction pending at that moment; later ones wait for the next run. Anything
+correction pending at that moment (at most ``FINE_TUNE["MAX_CORRECTIONS"]``);
+later ones wait for the next run. Anything
 that fails leaves its corrections pending, and ``training_runs_sweep`` (periodic,
 and at worker start) re-queues them.
 
@@ -107,7 +108,9 @@ def training_run_claim(*, run_id: int) -> TrainingRun | None:
         run = TrainingRun.objects.get(pk=run_id)
         run.parent_version = selectors.version_active()
         run.save(update_fields=["parent_version"])
-        recognition_services.corrections_take_pending(run=run)
+        recognition_services.corrections_take_pending(
+            run=run, limit=settings.FINE_TUNE["MAX_CORRECTIONS"]
+        )
     return run
 
 
@@ -134,6 +137,13 @@ class ProgressBeat:
         if now - self.last >= PROGRESS_BEAT_SECONDS or progress >= 1.0:
             self.last = now
             training_run_heartbeat(self.run, progress=round(progress, 3))
+
+    def alive(self):
+        """A beat without progress: inside a long pass (the trunk's features of many glyphs)."""
+        now = time.monotonic()
+        if now - self.last >= PROGRESS_BEAT_SECONDS:
+            self.last = now
+            training_run_heartbeat(self.run)
 
 
 def training_run_given_up(run: TrainingRun):

@@ -85,11 +85,6 @@ def versions_annotate_gate_scores(versions: QuerySet) -> QuerySet:
     )
 
 
-def versions_by_number() -> QuerySet[ModelVersion]:
-    """Every version, oldest first, with its gate scores."""
-    return versions_annotate_gate_scores(ModelVersion.objects.order_by("number"))
-
-
 def versions_newest(*, limit: int) -> list[ModelVersion]:
     """The newest ``limit`` versions, oldest first, with their gate scores."""
     newest = ModelVersion.objects.order_by("-number")[:limit]

@@ -11,6 +11,8 @@ import time
 import numpy as np
 import torch
 from django.conf import settings
+from django.contrib.admin.models import CHANGE, LogEntry
+from django.core.exceptions import PermissionDenied
 from django.db import transaction
 
 from recognition import selectors as recognition_selectors
@@ -78,9 +80,33 @@ def training_run_fine_tune(*, run: TrainingRun) -> None:
     )
     # Steps beat on their own; loading, scoring and gating do not, and on a busy
     # machine each may take a while: a beat after every phase keeps the sweep's
-    # silence measured per phase.
+    # silence measured per phase, and a cold trunk's long pass beats inside it.
     runs.training_run_heartbeat(run)
     trunk = caches.frozen_trunk(parent)
+    trunk.on_batch = runs.ProgressBeat(run).alive
+    try:
+        _fine_tune_on_trunk(
+            run=run, parent=parent, anchors=anchors, material=material, trunk=trunk, started=started
+        )
+    finally:
+        trunk.on_batch = None
+
+
+def _fine_tune_on_trunk(
+    *,
+    run: TrainingRun,
+    parent: torch.nn.Module,
+    anchors: dict,
+    material: replay.Material,
+    trunk: FrozenTrunk,
+    started: float,
+):
+    """Train, gate and publish; no version when the candidate would change nothing."""
+    if trunk.evaluate(parent, material.new.glyphs, material.new.labels)["overall"] >= 1.0:
+        _reject(
+            run, reason="nothing to learn: the parent already reads every correction", known=True
+        )
+        return
     computed_before = trunk.computed
     fixed_digest = caches.fixed_set_digest(material.fixed)
     parent_fixed = caches.fixed_score(
@@ -97,7 +123,16 @@ def training_run_fine_tune(*, run: TrainingRun) -> None:
     candidate, decision, tried = _train_until_passed(
         run=run, parent=parent, material=material, parent_fixed=parent_fixed, root=root, trunk=trunk
     )
-    weights = nn.serialize_state(candidate)
+    if not decision.learned:
+        # It reads its corrections no better than its parent: no version, no weights.
+        _reject(run, reason=decision.reason)
+        return
+    # A head-only candidate stores its head alone; the trunk is its parent's.
+    trunk_version = registry.version_trunk(run.parent_version) if _head_only() else None
+    if trunk_version is None:
+        weights = nn.serialize_state(candidate)
+    else:
+        weights = nn.serialize_head(candidate, trunk_sha256=trunk_version.sha256)
     caches.remember_fixed_score(
         weights_sha256=registry.weights_sha256(weights),
         fixed_digest=fixed_digest,
@@ -111,14 +146,31 @@ def training_run_fine_tune(*, run: TrainingRun) -> None:
         "trunk_features_computed": trunk.computed - computed_before,
         "seconds": round(time.monotonic() - started, 3),
     }
-    _publish(run=run, weights=weights, decision=decision, metrics=metrics, material=material)
+    _publish(
+        run=run,
+        weights=weights,
+        trunk=trunk_version,
+        decision=decision,
+        metrics=metrics,
+        material=material,
+    )
 
 
-def _reject(run: TrainingRun, *, reason: str):
-    """Finish a run that trained nothing, and its corrections with it."""
+def _head_only() -> bool:
+    return _fine_tune_config(seed=0).trainable == "head"
+
+
+def _reject(run: TrainingRun, *, reason: str, known: bool = False):
+    """Finish a run that publishes nothing, and its corrections with it; ``known``: its
+    parent already reads every one of them (nothing to learn, nothing refused)."""
     with transaction.atomic():
-        if runs.training_run_finish(run, status=TrainingRun.Status.REJECTED, reason=reason):
-            recognition_services.corrections_settle(run=run, learned=False)
+        if runs.training_run_finish(
+            run, status=TrainingRun.Status.REJECTED, reason=reason, progress=1.0
+        ):
+            if known:
+                recognition_services.corrections_already_known(run=run)
+            else:
+                recognition_services.corrections_settle(run=run, learned=False)
 
 
 def _run_figures(*, material: replay.Material, parent_fixed: dict) -> dict:
@@ -166,6 +218,8 @@ def _train_until_passed(
             on_progress=beat,
             trunk=trunk,
         )
+        if _head_only():
+            nn.head_to_half(candidate)  # judged as it will be stored
         decision = gate(
             parent=parent,
             candidate=candidate,
@@ -188,6 +242,7 @@ def _publish(
     *,
     run: TrainingRun,
     weights: bytes,
+    trunk: ModelVersion | None,
     decision: GateDecision,
     metrics: dict,
     material: replay.Material,
@@ -222,6 +277,7 @@ def _publish(
             parent=run.parent_version,
             trained_sample_ids=[int(i) for i in np.unique(material.new.sample_ids)],
             activate=passed,
+            trunk=trunk,
         )
         if not passed:
             version.status = ModelVersion.Status.REJECTED
@@ -281,3 +337,40 @@ def training_warm_up() -> int:
         trunk=trunk,
     )
     return len(trunk)
+
+
+class VersionPruned(Exception):
+    """A version whose weights file ``prune_versions`` deleted serves no more."""
+
+
+class ActivationNotPermitted(PermissionDenied):
+    """Only people with ``training.change_modelversion`` choose the model everyone is served."""
+
+
+def model_version_activate(*, version: ModelVersion, user) -> ModelVersion:
+    """Activate ``version`` at a person's request (roll back or forward), with an admin log entry.
+
+    The one way the API and the admin activate: both need ``training.change_modelversion``,
+    which moderators do not have, whatever the version's status.
+    """
+    if not (user and user.is_authenticated and user.has_perm("training.change_modelversion")):
+        raise ActivationNotPermitted(
+            "Activating a model version needs the training.change_modelversion permission."
+        )
+    if version.pruned_at is not None:
+        raise VersionPruned(f"v{version.number}'s weights were pruned; it cannot be activated.")
+    with transaction.atomic():
+        registry.version_activate(version=version)
+        LogEntry.objects.log_actions(
+            user_id=user.pk,
+            queryset=[version],
+            action_flag=CHANGE,
+            change_message="Activated",
+            single_object=True,
+        )
+    return version
+
+
+def model_versions_pin(*, versions, pinned: bool) -> int:
+    """Keep these versions' weights from ``prune_versions`` (or let it take them again)."""
+    return ModelVersion.objects.filter(pk__in=[v.pk for v in versions]).update(pinned=pinned)

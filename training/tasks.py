@@ -2,8 +2,9 @@
 
 from celery import shared_task
 from celery.signals import worker_ready
+from django.conf import settings
 
-from . import runs, services
+from . import registry, runs, services
 
 
 @shared_task(bind=True, name="training.fine_tune", acks_late=True, max_retries=None)
@@ -22,6 +23,11 @@ def sweep_task():
 @shared_task(name="training.warm_up", ignore_result=True)
 def warm_up_task():
     return services.training_warm_up()
+
+
+@shared_task(name="training.prune_versions", ignore_result=True)
+def prune_versions_task():
+    return len(registry.versions_prune(keep=settings.PRUNE_KEEP_VERSIONS))
 
 
 @worker_ready.connect

@@ -14,6 +14,7 @@ from rest_framework.views import exception_handler as drf_exception_handler
 
 from recognition.images import DrawingError
 from training.registry import NoActiveModel
+from training.services import VersionPruned
 
 
 def error_response(code: str, message: str, http_status: int, headers=None) -> Response:
@@ -56,11 +57,15 @@ def exception_handler(exc, context):
         return error_response(exc.code, exc.message, http_status)
     if isinstance(exc, RequestDataTooBig):
         return error_response(
-            "too_large", "The request body is too large.", status.HTTP_413_REQUEST_ENTITY_TOO_LARGE
+            "too_large",
+            str(exc) or "The request body is too large.",
+            status.HTTP_413_REQUEST_ENTITY_TOO_LARGE,
         )
     if isinstance(exc, SuspiciousOperation):
         # Too many form fields or files, a malformed multipart: the request's fault.
         return error_response("bad_request", str(exc), status.HTTP_400_BAD_REQUEST)
+    if isinstance(exc, VersionPruned):
+        return error_response("pruned", str(exc), status.HTTP_409_CONFLICT)
     if isinstance(exc, NoActiveModel):
         return error_response("no_model", str(exc), status.HTTP_503_SERVICE_UNAVAILABLE)
     if isinstance(exc, Http404):

@@ -2,7 +2,7 @@
 
 import base64
 import binascii
-import math
+import json
 import re
 
 from django.conf import settings
@@ -59,30 +59,85 @@ class DrawingField(serializers.Field):
         return None
 
 
-def validate_strokes(strokes):
-    """A list of strokes, each a list of [x, y, t] finite numbers, within sane bounds."""
-    if strokes is None:
-        return None
-    if not isinstance(strokes, list) or len(strokes) > MAX_STROKES:
-        raise serializers.ValidationError(f"Send at most {MAX_STROKES} strokes as a list.")
-    points = 0
-    for stroke in strokes:
-        if not isinstance(stroke, list):
-            raise serializers.ValidationError("Each stroke is a list of [x, y, t] points.")
-        points += len(stroke)
-        for point in stroke:
-            if (
-                not isinstance(point, list)
-                or len(point) != 3
-                or not all(
-                    isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
-                    for v in point
-                )
-            ):
-                raise serializers.ValidationError("Each point is [x, y, t] with finite numbers.")
-    if points > MAX_POINTS:
-        raise serializers.ValidationError(f"Send at most {MAX_POINTS} points in all.")
-    return strokes
+# Strokes are in the page's CSS pixels and milliseconds: far below this on any screen.
+MAX_COORDINATE = 1e7
+# A number's digits as sent; anything longer is no coordinate.
+MAX_NUMBER_CHARS = 24
+
+
+def _bounded_number(text: str):
+    if len(text) > MAX_NUMBER_CHARS:
+        raise ValueError("a number with too many digits")
+    return float(text)
+
+
+@extend_schema_field(
+    {
+        "type": "array",
+        "items": {"type": "array", "items": {"type": "array", "items": {"type": "number"}}},
+        "description": "[[[x, y, t], ...], ...]: JSON, or JSON text in a multipart field",
+    }
+)
+class StrokesField(serializers.Field):
+    """The drawing's strokes: at most MAX_STROKES lists of [x, y, t] points, MAX_POINTS in all,
+    each a finite number within MAX_COORDINATE. Multipart sends them as JSON text."""
+
+    default_error_messages = {
+        "invalid_json": "Strokes must be JSON: {reason}.",
+        "shape": "Send at most {strokes} strokes, each a list of [x, y, t] points.",
+        "points": "Send at most {points} points in all.",
+        "number": "Each point is [x, y, t] with finite numbers of at most {limit:g}.",
+    }
+
+    def __init__(self, **kwargs):
+        super().__init__(**{"required": False, "allow_null": True, **kwargs})
+
+    def to_internal_value(self, data):
+        if isinstance(data, str):
+            data = self._parse(data)
+        if not isinstance(data, list) or len(data) > MAX_STROKES:
+            self.fail("shape", strokes=MAX_STROKES)
+        points = 0
+        for stroke in data:
+            if not isinstance(stroke, list):
+                self.fail("shape", strokes=MAX_STROKES)
+            points += len(stroke)
+            if points > MAX_POINTS:
+                self.fail("points", points=MAX_POINTS)
+            if not all(_is_point(point) for point in stroke):
+                self.fail("number", limit=MAX_COORDINATE)
+        return data
+
+    def _parse(self, text: str):
+        if len(text) > MAX_POINTS * 3 * (MAX_NUMBER_CHARS + 1):
+            self.fail("points", points=MAX_POINTS)
+        try:
+            # Integers too: a 400-digit one would overflow later, as a float.
+            return json.loads(
+                text,
+                parse_int=_bounded_number,
+                parse_float=_bounded_number,
+                parse_constant=lambda name: _bounded_number("x" * (MAX_NUMBER_CHARS + 1)),
+            )
+        except RecursionError:
+            self.fail("invalid_json", reason="nested too deeply")
+        except ValueError as error:
+            self.fail("invalid_json", reason=str(error)[:100])
+
+    def to_representation(self, value):
+        return value
+
+
+def _is_point(point) -> bool:
+    """[x, y, t], finite and bounded; big integers compare exactly, without overflow."""
+    return (
+        isinstance(point, list)
+        and len(point) == 3
+        and all(
+            isinstance(v, int | float) and not isinstance(v, bool) and abs(v) <= MAX_COORDINATE
+            for v in point
+        )
+    )
 
 
 class LabelField(serializers.ChoiceField):
@@ -127,6 +182,14 @@ class TrainingRunBriefSerializer(serializers.ModelSerializer):
     class Meta:
         model = TrainingRun
         fields = ["id", "status"]
+
+
+class TrainingRunPublicSerializer(serializers.ModelSerializer):
+    """What anyone following a run sees: the gate's figures and reasons are for staff."""
+
+    class Meta:
+        model = TrainingRun
+        fields = ["id", "status", "progress"]
 
 
 class TrainingRunSerializer(serializers.ModelSerializer):

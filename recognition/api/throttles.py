@@ -1,18 +1,22 @@
-"""Throttles that read their rate at request time and keep serving when Redis is down.
+"""Throttles that read their rate at request time, and what they do when Redis is down.
 
 The throttle counts live in the shared cache (Redis). When it cannot be reached
-the request is let through: an outage of the counter must not become an outage
-of predictions. After a failure the process stops asking the cache for
-RETRY_SECONDS, so that each request does not pay a connection timeout (twice:
-both throttles run), and it logs once when the outage starts and once when it ends.
+a prediction is let through: an outage of the counter must not become an outage
+of predictions. A correction is refused (503): unthrottled, each one may queue a
+fine-tune, which is what the counter is there to bound. After a failure the
+process stops asking the cache for RETRY_SECONDS, so that each request does not
+pay a connection timeout (twice: both throttles run), and it logs once when the
+outage starts and once when it ends.
 """
 
 import logging
 import threading
 import time
 
+from rest_framework import status
+from rest_framework.exceptions import APIException
 from rest_framework.settings import api_settings
-from rest_framework.throttling import AnonRateThrottle, UserRateThrottle
+from rest_framework.throttling import AnonRateThrottle, SimpleRateThrottle, UserRateThrottle
 
 logger = logging.getLogger(__name__)
 
@@ -34,7 +38,8 @@ class _CacheOutage:
         with self.lock:
             if not self.down:
                 logger.warning(
-                    "Throttle cache unavailable, allowing requests unthrottled: %s", error
+                    "Throttle cache unavailable, predictions unthrottled, corrections refused: %s",
+                    error,
                 )
             self.down = True
             self.retry_at = time.monotonic() + RETRY_SECONDS
@@ -72,3 +77,38 @@ class AnonThrottle(_FailOpen, AnonRateThrottle):
 
 class UserThrottle(_FailOpen, UserRateThrottle):
     pass
+
+
+class ThrottleUnavailable(APIException):
+    status_code = status.HTTP_503_SERVICE_UNAVAILABLE
+    default_code = "throttle_unavailable"
+    default_detail = "Corrections are paused while the request counter is unreachable; try later."
+
+
+class CorrectionThrottle(SimpleRateThrottle):
+    """Corrections per client (a user, else the client's address), failing closed."""
+
+    scope = "corrections"
+
+    def get_rate(self):
+        return api_settings.DEFAULT_THROTTLE_RATES.get(self.scope)
+
+    def get_cache_key(self, request, view):
+        if request.user and request.user.is_authenticated:
+            ident = f"user{request.user.pk}"
+        else:
+            ident = self.get_ident(request)
+        return self.cache_format % {"scope": self.scope, "ident": ident}
+
+    def allow_request(self, request, view):
+        if self.rate is None:
+            return True
+        if outage.skip():
+            raise ThrottleUnavailable()
+        try:
+            allowed = super().allow_request(request, view)
+        except Exception as error:  # the cache backend's connection errors vary by client
+            outage.failed(error)
+            raise ThrottleUnavailable() from None
+        outage.succeeded()
+        return allowed

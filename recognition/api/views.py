@@ -1,7 +1,6 @@
 """Thin API views: validate, call a service or a selector, shape the answer."""
 
 import django_filters
-from django.db import transaction
 from django.db.models import Prefetch
 from django.http import Http404
 from drf_spectacular.types import OpenApiTypes
@@ -19,8 +18,8 @@ from recognition import selectors, services
 from recognition.context import DEFAULT_CONTEXT
 from recognition.models import Correction, Sample
 from recognition.views import drawing_response
+from training import services as training_services
 from training.models import ModelVersion, TrainingRun
-from training.registry import version_activate
 from writers.identity import WRITER_NAME_MAX_LENGTH, writer_of
 
 from .parsers import JSONParser
@@ -33,18 +32,20 @@ from .serializers import (
     ModelVersionSerializer,
     SampleDetailSerializer,
     SampleListSerializer,
+    StrokesField,
     TopLabelSerializer,
     TrainingRunBriefSerializer,
+    TrainingRunPublicSerializer,
     TrainingRunSerializer,
-    validate_strokes,
 )
-from .throttles import AnonThrottle, UserThrottle
+from .throttles import AnonThrottle, CorrectionThrottle, UserThrottle
 
 ERRORS = {
     400: OpenApiResponse(ErrorSerializer, description="Bad input, with a code and a reason"),
     404: OpenApiResponse(ErrorSerializer, description="No such object"),
     429: OpenApiResponse(ErrorSerializer, description="Throttled"),
 }
+UNAVAILABLE = OpenApiResponse(ErrorSerializer, description="The request counter is unreachable")
 
 
 def _session_key(request, *, create: bool) -> str:
@@ -64,9 +65,7 @@ class PredictionCreateApi(APIView):
 
     class PredictionInputSerializer(serializers.Serializer):
         image = DrawingField()
-        strokes = serializers.JSONField(
-            required=False, allow_null=True, validators=[validate_strokes]
-        )
+        strokes = StrokesField()
         source = serializers.ChoiceField(choices=Sample.Source.choices, default=Sample.Source.API)
         classes = ContextField(required=False)
         writer = serializers.CharField(
@@ -133,7 +132,8 @@ class CorrectionCreateApi(APIView):
     """Give a sample its right label; the answer names the fine-tune that will learn it."""
 
     permission_classes = [AllowAny]
-    throttle_classes = [AnonThrottle, UserThrottle]
+    # The correction throttle first: it refuses when the counter is down.
+    throttle_classes = [CorrectionThrottle, AnonThrottle, UserThrottle]
 
     class CorrectionInputSerializer(serializers.Serializer):
         label = LabelField()
@@ -150,7 +150,7 @@ class CorrectionCreateApi(APIView):
 
     @extend_schema(
         request=CorrectionInputSerializer,
-        responses={201: CorrectionOutputSerializer, **ERRORS},
+        responses={201: CorrectionOutputSerializer, 503: UNAVAILABLE, **ERRORS},
     )
     def post(self, request, sample_id: int):
         serializer = self.CorrectionInputSerializer(data=request.data)
@@ -249,6 +249,16 @@ class SampleViewSet(viewsets.ReadOnlyModelViewSet):
             raise NotFound(str(missing)) from None
 
 
+class CanActivateModelVersions(BasePermission):
+    """Staff with ``training.change_modelversion`` (checked again by the service)."""
+
+    def has_permission(self, request, view):
+        user = request.user
+        return bool(user and user.is_authenticated and user.is_staff) and user.has_perm(
+            "training.change_modelversion"
+        )
+
+
 class ModelVersionViewSet(viewsets.ReadOnlyModelViewSet):
     """Model versions, newest first; staff activate one to roll back or forward."""
 
@@ -265,11 +275,10 @@ class ModelVersionViewSet(viewsets.ReadOnlyModelViewSet):
         return Response(self.get_serializer(version).data)
 
     @extend_schema(request=None, responses={200: ModelVersionSerializer, **ERRORS})
-    @action(detail=True, methods=["post"], permission_classes=[IsAdminUser])
+    @action(detail=True, methods=["post"], permission_classes=[CanActivateModelVersions])
     def activate(self, request, pk=None):
         version = self.get_object()
-        with transaction.atomic():
-            version_activate(version=version)
+        training_services.model_version_activate(version=version, user=request.user)
         return Response(self.get_serializer(version).data)
 
 
@@ -280,6 +289,16 @@ class TrainingRunViewSet(mixins.RetrieveModelMixin, mixins.ListModelMixin, views
         "parent_version", "result_version"
     ).prefetch_related(Prefetch("corrections", queryset=Correction.objects.only("pk")))
     serializer_class = TrainingRunSerializer
+
+    def get_serializer_class(self):
+        if self.request is not None and self.request.user.is_staff:
+            return TrainingRunSerializer
+        return TrainingRunPublicSerializer
+
+    @extend_schema(responses={200: TrainingRunPublicSerializer, 404: ERRORS[404]})
+    def retrieve(self, request, *args, **kwargs):
+        """Anyone may follow a run's status and progress; staff get its figures too."""
+        return super().retrieve(request, *args, **kwargs)
 
     def get_permissions(self):
         return [AllowAny()] if self.action == "retrieve" else [IsAdminUser()]

@@ -149,6 +149,7 @@ async function showActiveVersion() {
   } catch {
     modelVersion.textContent = "none yet";
   }
+  return modelVersion.textContent;
 }
 
 // --- Predicting -----------------------------------------------------------
@@ -270,6 +271,8 @@ async function correct(label) {
     if (correction.training_run) {
       say(`Saved “${label}”. Learning from it…`, "ok");
       followRun(correction.training_run.id, label);
+    } else if (correction.training_state === "proposed") {
+      say("Learned for you; a moderator will review it for everyone.", "ok");
     } else {
       say(`Saved “${label}”: the model already knew it. Thank you!`, "ok");
     }
@@ -297,12 +300,12 @@ function followRun(runId, label) {
       return;
     }
     if (run.status === "succeeded") {
-      say(`Learned “${label}”: now serving model v${run.result_version}.`, "ok");
-      showActiveVersion();
+      const number = await showActiveVersion();
+      say(`Learned “${label}”: now serving model ${number}.`, "ok");
       return;
     }
     if (run.status === "rejected") {
-      say(`Saved “${label}”. This update was not published: ${run.reason}.`, "warn");
+      say(`Saved “${label}”. This update was not published: it did not pass the checks.`, "warn");
       return;
     }
     if (run.status === "failed") {

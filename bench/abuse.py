@@ -1,0 +1,199 @@
+"""An anonymous client tries to steer the shared model, against a real deployment.
+
+gunicorn (2 workers), a Celery worker with beat, and Redis, as `make run` starts
+them. Under LEARN_FROM=trusted (the default) the client draws 60 MNIST test 7s as
+canvas PNGs, labels each "1", and repeats one correction 20 times; the shared
+model's reading of 200 other 7s, the versions and the bytes of weights are
+compared before and after. Under LEARN_FROM=everyone (a private install) a misread
+drawing is corrected 20 times: the repeats must add no version. The size of that
+fine-tune's stored files is set beside what a full set of weights costs (what
+every fine-tune stored before head-only versions). Last, a client that sends a
+new X-Forwarded-For with every request meets the same anonymous throttle.
+
+    .venv/bin/python bench/abuse.py
+"""
+
+import base64
+import io
+import json
+import random
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench.handwriting import HANDWRITING
+from bench.server import Deployment, call
+from training import datasets
+from training.classes import CLASSES
+
+MNIST = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "mnist"
+HOSTILE = 60
+REPEATS = 20
+MEASURED = 200
+SETTLE_SECONDS = 25  # two beat sweeps and a fine-tune, had anything been queued
+
+
+def canvas_png(digit: np.ndarray) -> bytes:
+    """An MNIST digit as the page would send it: dark ink on white, 280x280."""
+    image = Image.fromarray(255 - digit, mode="L").resize((280, 280), Image.Resampling.BILINEAR)
+    buffer = io.BytesIO()
+    image.convert("RGB").save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def predict(url: str, png: bytes, headers: dict | None = None) -> tuple[int, dict]:
+    body = {"image": base64.b64encode(png).decode()}
+    return call(url, "/api/predictions/", body, headers=headers)
+
+
+def sevens() -> list[bytes]:
+    from torchvision.datasets import MNIST as TorchMNIST
+
+    test = TorchMNIST(str(MNIST), train=False)
+    images = test.data.numpy()[test.targets.numpy() == 7]
+    return [canvas_png(image) for image in images[: HOSTILE + MEASURED]]
+
+
+def reads_seven(url: str, measured: list[bytes]) -> float:
+    labels = [predict(url, png)[1]["label"] for png in measured]
+    return sum(label == "7" for label in labels) / len(labels)
+
+
+def store(deployment: Deployment) -> dict:
+    rows = deployment.manage(
+        "shell",
+        "-c",
+        "from training.models import ModelVersion\n"
+        "import json\n"
+        "print(json.dumps([[v.number, v.status, v.weights.name, v.trunk_id is not None] "
+        "for v in ModelVersion.objects.order_by('number')]))",
+    )
+    versions = json.loads(rows.strip().splitlines()[-1])
+    media = Path(deployment.env["MEDIA_ROOT"])
+    return {
+        "versions": versions,
+        "bytes": sum((media / name).stat().st_size for _, _, name, _ in versions),
+    }
+
+
+def start(deployment: Deployment) -> str:
+    deployment.start_redis()
+    deployment.start_worker(beat=True)
+    return deployment.start_web(workers=2)
+
+
+def trusted_run(images: list[bytes]) -> None:
+    hostile, measured = images[:HOSTILE], images[HOSTILE:]
+    with Deployment(LEARN_FROM="trusted") as deployment:
+        url = start(deployment)
+        before = store(deployment)
+        accuracy_before = reads_seven(url, measured)
+        states: dict[str, int] = {}
+        runs = set()
+        for png in hostile:
+            sample = predict(url, png)[1]["sample"]
+            status, answer = call(url, f"/api/samples/{sample}/corrections/", {"label": "1"})
+            assert status == 201, answer
+            states[answer["training_state"]] = states.get(answer["training_state"], 0) + 1
+            if answer["training_run"]:
+                runs.add(answer["training_run"]["id"])
+        for _ in range(REPEATS):
+            status, answer = call(url, f"/api/samples/{sample}/corrections/", {"label": "1"})
+            assert status == 201, answer
+            states[answer["training_state"]] = states.get(answer["training_state"], 0) + 1
+        time.sleep(SETTLE_SECONDS)
+        after = store(deployment)
+        accuracy_after = reads_seven(url, measured)
+    print(f"LEARN_FROM=trusted: an anonymous client labels {HOSTILE} MNIST 7s '1', "
+          f"then repeats one correction {REPEATS} times")  # fmt: skip
+    print(f"  corrections by state: {states}; training runs queued: {len(runs)}")
+    print(f"  the shared model reads {MEASURED} other 7s: {accuracy_before:.1%} before, "
+          f"{accuracy_after:.1%} after")  # fmt: skip
+    print(f"  versions {len(before['versions'])} -> {len(after['versions'])} "
+          f"({len(after['versions']) - len(before['versions'])} new), "
+          f"new weights {after['bytes'] - before['bytes']} bytes")  # fmt: skip
+
+
+def misread_drawing(url: str) -> tuple[bytes, str]:
+    """Held-out real handwriting the default model misreads: a correction that teaches."""
+    for path, label in datasets.heldout_files(HANDWRITING):
+        png = path.read_bytes()
+        if CLASSES[label] in "IOSZ":
+            continue
+        if predict(url, png)[1]["label"] != CLASSES[label]:
+            return png, CLASSES[label]
+    raise RuntimeError("no misread held-out handwriting found")
+
+
+def everyone_run() -> None:
+    with Deployment(LEARN_FROM="everyone") as deployment:
+        url = start(deployment)
+        before = store(deployment)
+        png, label = misread_drawing(url)
+        sample = predict(url, png)[1]["sample"]
+        states, runs = {}, set()
+        for _ in range(REPEATS):
+            status, answer = call(url, f"/api/samples/{sample}/corrections/", {"label": label})
+            assert status == 201, answer
+            states[answer["training_state"]] = states.get(answer["training_state"], 0) + 1
+            if answer["training_run"]:
+                runs.add(answer["training_run"]["id"])
+            time.sleep(0.5)
+        time.sleep(SETTLE_SECONDS)
+        after = store(deployment)
+        new = [v for v in after["versions"] if v not in before["versions"]]
+        sizes = []
+        media = Path(deployment.env["MEDIA_ROOT"])
+        for number, status, name, head_only in new:
+            full = deployment.manage(
+                "shell",
+                "-c",
+                "from training import nn, registry\n"
+                "from training.models import ModelVersion\n"
+                f"v = ModelVersion.objects.get(number={number})\n"
+                "print(len(nn.serialize_state(registry.version_load_model(v))))",
+            )
+            stored = (media / name).stat().st_size
+            sizes.append((number, status, head_only, stored, int(full.strip().splitlines()[-1])))
+    print(f"\nLEARN_FROM=everyone: one misread drawing corrected to {label!r} {REPEATS} times")
+    print(f"  corrections by state: {states}; training runs queued: {len(runs)}")
+    print(f"  versions {len(before['versions'])} -> {len(after['versions'])}: "
+          f"{len(new)} from the first correction, the {REPEATS - 1} repeats added "
+          f"{max(0, len(new) - 1)}")  # fmt: skip
+    for number, status, head_only, stored, full in sizes:
+        kind = "head only" if head_only else "full weights"
+        print(f"  v{number} ({status}) stores {stored:,} bytes ({kind}); "
+              f"a full fp32 set, as every fine-tune stored before: {full:,} bytes "
+              f"({full / stored:.1f}x)")  # fmt: skip
+
+
+def throttle_run() -> None:
+    rate = 10
+    with Deployment(THROTTLE_ANON=f"{rate}/min") as deployment:
+        deployment.start_redis()
+        url = deployment.start_web(workers=2)
+        png = canvas_png(np.zeros((28, 28), np.uint8) + np.eye(28, dtype=np.uint8) * 255)
+        rng = random.Random(0)
+        codes = []
+        for _ in range(3 * rate):
+            spoofed = ".".join(str(rng.randrange(1, 255)) for _ in range(4))
+            codes.append(predict(url, png, {"X-Forwarded-For": spoofed})[0])
+    print(f"\nThrottle {rate}/min, NUM_PROXIES=0, a new X-Forwarded-For on each of "
+          f"{len(codes)} requests: {codes.count(201)} answered, "
+          f"{codes.count(429)} refused (429)")  # fmt: skip
+
+
+def main():
+    images = sevens()
+    trusted_run(images)
+    everyone_run()
+    throttle_run()
+
+
+if __name__ == "__main__":
+    main()

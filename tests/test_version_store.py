@@ -1,0 +1,213 @@
+"""Versions cost what they change: head-only fine-tunes, no version without a change, pruning."""
+
+import io
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
+from django.contrib.admin.models import LogEntry
+from django.contrib.auth.models import Permission, User
+from django.core.management import call_command
+from django.test import Client
+from rest_framework.authtoken.models import Token
+from rest_framework.test import APIClient
+
+from recognition import services as recognition_services
+from recognition.models import Correction
+from training import nn, registry, runs, services
+from training.finetune import FrozenTrunk
+from training.models import ModelVersion, TrainingRun
+
+from .conftest import copy_of, misread_handwriting, teacher
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def quick(settings):
+    settings.FINE_TUNE = {**settings.FINE_TUNE, "STEPS": 10, "THREADS": 1}
+    return settings.FINE_TUNE
+
+
+def corrected(png: bytes, label: str) -> Correction:
+    sample = recognition_services.predict_drawing(image_data=png, source="api").sample
+    return recognition_services.correct_sample(
+        sample=sample, label=label, source="api", author=teacher()
+    ).correction
+
+
+def run_queued() -> TrainingRun:
+    return services.training_run_execute(run_id=TrainingRun.objects.get(status="queued").pk)
+
+
+def file_size(version: ModelVersion) -> int:
+    return Path(version.weights.path).stat().st_size
+
+
+@pytest.mark.slow
+def test_a_head_only_fine_tune_stores_the_head_and_loads_as_one_model(default_model, quick):
+    rows = misread_handwriting(3)
+    for png, label in rows:
+        corrected(png, label)
+    run = run_queued()
+    version = run.result_version
+    assert version is not None and version.trunk == default_model
+    # The head alone, at half precision: far less than a full set of weights.
+    head_bytes = file_size(version)
+    full_fp32 = len(nn.serialize_state(registry.version_load_model(version)))
+    assert head_bytes < 0.5 * full_fp32
+    stored = torch.load(version.weights.path, weights_only=True)
+    assert stored["trunk_sha256"] == default_model.sha256
+    assert all(key.startswith(("1.", "4.")) for key in stored["head"])  # the two Linear layers
+
+    # Loaded as one model: the trunk's weights, the head's, and what the gate judged.
+    model = registry.version_load_model(version)
+    parent = registry.version_load_model(default_model)
+    assert nn.trunk_digest(model) == nn.trunk_digest(parent)
+    glyphs = run.corrections.first().sample.glyph_array()[np.newaxis]
+    trunk = FrozenTrunk(parent)
+    assert np.allclose(
+        trunk.predict_proba(model, glyphs), nn.predict_proba(model, glyphs), atol=1e-5
+    )
+
+    # A chain of head-only versions keeps referring to the one full set.
+    for png, label in misread_handwriting(5)[3:]:
+        corrected(png, label)
+    second = run_queued().result_version
+    if second is not None:
+        assert second.trunk == default_model
+
+    # A changed trunk file is refused for every head that needs it.
+    Path(default_model.weights.path).write_bytes(b"another trunk entirely")
+    with pytest.raises(registry.WeightsIntegrityError):
+        registry.version_load_model(version)
+
+
+def test_a_head_that_names_another_trunk_is_refused(default_model):
+    model = registry.version_load_model(default_model)
+    other = copy_of(default_model)
+    head = nn.serialize_head(model, trunk_sha256="0" * 64)
+    forged = registry.version_create(
+        weights=head, metrics={}, training_info={}, parent=other, trunk=other
+    )
+    with pytest.raises(registry.WeightsIntegrityError, match="another trunk"):
+        registry.version_load_model(forged)
+
+
+@pytest.mark.slow
+def test_a_run_whose_parent_already_reads_its_corrections_publishes_nothing(
+    default_model, settings
+):
+    settings.FINE_TUNE = {**settings.FINE_TUNE, "THREADS": 1}  # the product's 60 steps
+    png, label = misread_handwriting(1)[0]
+    correction = corrected(png, label)
+    first = run_queued()
+    assert first.status == "succeeded", first.reason
+    versions = ModelVersion.objects.count()
+    # The same correction reaches a run again (as a retried or duplicated request would).
+    Correction.objects.filter(pk=correction.pk).update(training_state="pending")
+    runs.training_run_request()
+    again = run_queued()
+    assert again.status == "rejected" and again.result_version is None
+    assert "already reads" in again.reason
+    assert ModelVersion.objects.count() == versions
+    correction.refresh_from_db()
+    assert correction.training_state == Correction.TrainingState.NOT_NEEDED
+
+
+@pytest.mark.slow
+def test_a_candidate_no_better_than_its_parent_publishes_nothing(default_model, settings):
+    settings.FINE_TUNE = {**settings.FINE_TUNE, "STEPS": 0, "THREADS": 1, "ATTEMPTS": 1}
+    png, label = misread_handwriting(1)[0]
+    correction = corrected(png, label)
+    run = run_queued()
+    assert run.status == "rejected" and run.result_version is None, run.reason
+    assert ModelVersion.objects.count() == 1
+    correction.refresh_from_db()
+    assert correction.training_state == Correction.TrainingState.REJECTED
+
+
+def test_one_run_takes_at_most_max_corrections(default_model, settings):
+    settings.FINE_TUNE = {**settings.FINE_TUNE, "MAX_CORRECTIONS": 2}
+    for png, label in misread_handwriting(3):
+        corrected(png, label)
+    run = runs.training_run_claim(run_id=TrainingRun.objects.get(status="queued").pk)
+    taken = list(run.corrections.order_by("pk"))
+    assert len(taken) == 2
+    waiting = Correction.objects.exclude(pk__in=[c.pk for c in taken])
+    assert [c.training_state for c in waiting] == ["pending"]  # the next run's
+
+
+def test_the_trunk_beats_inside_a_long_feature_pass(default_model):
+    trunk = FrozenTrunk(registry.version_load_model(default_model))
+    beats = []
+    trunk.on_batch = lambda: beats.append(1)
+    trunk.features(np.random.default_rng(0).integers(0, 255, (200, 28, 28), dtype=np.uint8))
+    assert len(beats) == 4  # one per batch of 64
+
+
+# --- Pruning -------------------------------------------------------------------
+
+
+def test_prune_versions_keeps_what_serves_or_may_serve(
+    default_model, django_capture_on_commit_callbacks
+):
+    model = registry.version_load_model(default_model)
+    versions = [default_model]
+    for _ in range(5):  # a chain of head-only fine-tunes on the default model's trunk
+        versions.append(
+            registry.version_create(
+                weights=nn.serialize_head(model, trunk_sha256=default_model.sha256),
+                metrics={},
+                training_info={"kind": "fine-tune"},
+                parent=versions[-1],
+                trunk=default_model,
+                activate=True,
+            )
+        )
+    v1, v2, v3, v4, v5, v6 = (ModelVersion.objects.get(pk=v.pk) for v in versions)
+    ModelVersion.objects.filter(pk=v3.pk).update(status="rejected")
+    ModelVersion.objects.filter(pk=v2.pk).update(pinned=True)
+    ModelVersion.objects.filter(pk=v6.pk).update(status="retired")
+    registry.version_activate(version=v5)
+
+    out = io.StringIO()
+    with django_capture_on_commit_callbacks(execute=True):  # files go once the rows say so
+        call_command("prune_versions", "--keep", "1", stdout=out)
+    assert out.getvalue().strip() == "Pruned 2 version(s): v4, v3."
+    pruned = set(ModelVersion.objects.exclude(pruned_at=None).values_list("number", flat=True))
+    assert pruned == {3, 4}
+    for version in (v1, v2, v5, v6):  # the trunk, pinned, active, newest
+        assert Path(version.weights.path).exists(), version
+        registry.version_load_model(version)
+    for version in (v3, v4):
+        assert not Path(version.weights.path).exists()
+
+    # A pruned version cannot come back; the rows stay for the predictions that cite them.
+    operator = User.objects.create_user("operator", is_staff=True)
+    operator.user_permissions.add(Permission.objects.get(codename="change_modelversion"))
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Token {Token.objects.create(user=operator).key}")
+    refused = client.post(f"/api/model-versions/{v4.pk}/activate/")
+    assert refused.status_code == 409 and refused.json()["error"]["code"] == "pruned"
+    assert ModelVersion.objects.get(status="active") == v5
+    # Running it again prunes nothing more.
+    call_command("prune_versions", "--keep", "1", stdout=out)
+    assert out.getvalue().strip().endswith("Pruned 0 version(s): none.")
+
+
+def test_a_pinned_version_is_pinned_in_the_admin_by_whoever_may_activate(default_model):
+    other = copy_of(default_model)
+    url = "/admin/training/modelversion/"
+    moderator = Client()
+    moderator.force_login(recognition_services.moderator_create(username="mod"))
+    body = {"action": "pin", ACTION_CHECKBOX_NAME: [other.pk]}
+    moderator.post(url, body)
+    assert not ModelVersion.objects.get(pk=other.pk).pinned
+    operator = Client()
+    operator.force_login(User.objects.create_superuser("root"))
+    assert "Pinned 1 version" in operator.post(url, body, follow=True).content.decode()
+    assert ModelVersion.objects.get(pk=other.pk).pinned
+    assert LogEntry.objects.get(object_id=str(other.pk)).change_message == "Pinned"
