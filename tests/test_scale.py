@@ -131,6 +131,7 @@ def pages(root: User) -> list[str]:
 
 def test_query_counts_do_not_grow_with_rows_or_versions(default_model, settings):
     settings.MODEL_RELOAD_INTERVAL = 3600  # no re-check of the active version mid-count
+    settings.DEBUG = True  # a local server's /metrics answers loopback without a token
     root = User.objects.create_superuser("root", password="pw-for-tests-only")
     client = Client()
     client.force_login(root)
