@@ -152,7 +152,7 @@ def test_with_a_token_every_scrape_must_bring_it(db, settings):
 
 @pytest.mark.slow
 def test_every_gunicorn_worker_reports_the_same_totals():
-    with Deployment() as deployment:
+    with Deployment(METRICS_TOKEN="scrape-secret") as deployment:  # DEBUG=0 needs it
         host, port = (
             deployment.start_web(workers=3, access_log=True).removeprefix("http://").split(":")
         )
@@ -161,7 +161,11 @@ def test_every_gunicorn_worker_reports_the_same_totals():
         def request(method, path, payload=None):
             # A new connection each time, so that different workers answer.
             connection = http.client.HTTPConnection(host, int(port), timeout=30)
-            connection.request(method, path, payload, {"Content-Type": "application/json"})
+            headers = {
+                "Content-Type": "application/json",
+                "Authorization": "Bearer scrape-secret",
+            }
+            connection.request(method, path, payload, headers)
             response = connection.getresponse()
             return response.status, response.read().decode()
 
