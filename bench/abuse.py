@@ -163,7 +163,8 @@ def everyone_run() -> None:
                 runs.add(answer["training_run"]["id"])
         time.sleep(SETTLE_SECONDS)
         after = store(deployment)
-        new = [v for v in first["versions"] if v not in before["versions"]]
+        known = {number for number, *_ in before["versions"]}
+        new = [v for v in first["versions"] if v[0] not in known]
         media = Path(deployment.env["MEDIA_ROOT"])
         sizes = []
         for number, status, name, head_only in new:
