@@ -4,6 +4,7 @@ import base64
 import time
 
 import pytest
+from django.contrib.auth.models import User
 from rest_framework.test import APIClient
 
 from recognition.models import Correction, Sample
@@ -132,7 +133,15 @@ def test_a_worker_killed_mid_run_loses_no_correction(client, default_model, star
     lost = wait_for(lambda: finished(run_id), what="the lost run to be failed")
     assert lost.status == "failed" and "worker lost" in lost.error
     assert lost.result_version is None
-    shown = client.get(f"/api/training-runs/{run_id}/").json()
+    # Anyone sees the status; staff also see why it failed.
+    assert client.get(f"/api/training-runs/{run_id}/").json() == {
+        "id": run_id,
+        "status": "failed",
+        "progress": lost.progress,
+    }
+    staff = APIClient()
+    staff.force_authenticate(User.objects.create_user("operator", is_staff=True))
+    shown = staff.get(f"/api/training-runs/{run_id}/").json()
     assert (shown["status"], shown["failure_kind"]) == ("failed", "worker_lost")
     correction = Correction.objects.get()
     retry = wait_for(
