@@ -45,7 +45,7 @@ def test_moderator_filters_the_queue_and_relabels(page, default_model):
     rows = page.locator("#result_list tbody tr")
     expect(rows).to_have_count(1)
     expect(rows.first.locator("td.field-label")).to_have_text("1")
-    expect(rows.first.locator("img")).to_have_js_property("naturalWidth", 280)
+    expect(rows.first.locator("img.drawing")).to_have_js_property("naturalWidth", 280)
     page.screenshot(path=ARTIFACTS / "admin-review-queue.png", full_page=True)
 
     rows.first.locator("input.action-select").check()
@@ -64,7 +64,10 @@ def test_moderator_filters_the_queue_and_relabels(page, default_model):
     assert (correction.previous_label, correction.label) == ("1", "7")
     disputed.refresh_from_db()
     assert disputed.label == "7" and disputed.status == Sample.Status.RELABELED
-    assert TrainingRun.objects.filter(status=TrainingRun.Status.QUEUED).exists()
+    # The model already reads it as 7: nothing to learn; the careless "1" is declined.
+    assert not TrainingRun.objects.exists()
+    careless = Correction.objects.get(source=Correction.Source.PAGE)
+    assert careless.training_state == Correction.TrainingState.DECLINED
 
     admin = page.url.split("/admin/")[0] + "/admin/"
     page.goto(f"{admin}recognition/sample/{disputed.pk}/change/")
