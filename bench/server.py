@@ -97,7 +97,8 @@ class Deployment:
             "user.groups.add(Group.objects.get(name='Trusted writers'))\n"
             "print(Token.objects.get_or_create(user=user)[0].key)"
         )
-        return self.manage("shell", "-c", code).strip()
+        # The shell announces its automatic imports first: the token is the last line.
+        return self.manage("shell", "-c", code).strip().splitlines()[-1]
 
     def _start(self, command: list[str], log_name: str) -> subprocess.Popen:
         log = (self.dir / log_name).open("wb")
