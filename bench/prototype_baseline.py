@@ -36,7 +36,7 @@ from torch import nn as torch_nn
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from tests.drawing import draw_png
-from training import datasets, nn
+from training import canvas_eval, datasets, nn, strokes
 from training.classes import CLASS_INDEX, DIGITS, NUM_CLASSES
 from training.preprocessing import preprocess_image
 
@@ -252,6 +252,12 @@ def main():
     parser.add_argument("--limit", type=int, help="At most this many training images per source.")
     parser.add_argument("--canvas-per-class", type=int, default=20)
     parser.add_argument("--canvas-handwriting", type=int, default=1000)
+    parser.add_argument(
+        "--canvas-per-case",
+        type=int,
+        default=300,
+        help="Held-out UNIPEN characters per case for the canvas simulation (0: skip it).",
+    )
     parser.add_argument("--cache-dir", default=str(ROOT / "var" / "cache"))
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--seed", type=int, default=0)
@@ -345,6 +351,25 @@ def main():
         compare(name, preprocess_all(images, preprocess_image),
                 preprocess_all(images, prototype_preprocess), labels)  # fmt: skip
 
+    simulations = {}
+    if args.canvas_per_case:
+        characters = strokes.load_pen_characters(
+            DATA / "strokes" / "unipen_r01v07.jsonl.gz", heldout=True
+        )
+        drawings = canvas_eval.pen_drawings(
+            characters, per_case=args.canvas_per_case, seed=args.seed
+        )
+
+        def read_prototype(images):
+            return nn.predict_proba(prototype, preprocess_all(images, prototype_preprocess)).argmax(
+                1
+            )
+
+        simulations = {
+            "default model": canvas_eval.measure(canvas_eval.model_reader(default), drawings),
+            "prototype": canvas_eval.measure(read_prototype, drawings),
+        }
+
     default_parameters = sum(p.numel() for p in default.parameters())
     print(
         f"\nprototype: PrototypeNet, {parameters:,} parameters, {args.epochs} epochs "
@@ -354,6 +379,11 @@ def main():
     print("\n| evaluation set | n | default model | prototype |\n| --- | ---: | ---: | ---: |")
     for name, count, default_acc, proto_acc in rows:
         print(f"| {name} | {count} | {100 * default_acc:.2f}% | {100 * proto_acc:.2f}% |")
+    for name, table in simulations.items():
+        title = (
+            f"\nCanvas simulation, held-out UNIPEN writers, {name} (exact / look-alike-tolerant %)"
+        )
+        print(canvas_eval.format_table(table, title))
     print(f"\n(top-1 over the 36 classes unless stated; {time.monotonic() - started:.0f} s in all)")
 
 

@@ -74,3 +74,23 @@ def test_default_pretrain_offline_says_what_to_do(tmp_path, monkeypatch):
     monkeypatch.setattr(MNIST, "mirrors", ["http://127.0.0.1:9/"])
     with pytest.raises(CommandError, match="--mnist-root"):
         call_command("pretrain", "--download-dir", str(tmp_path), verbosity=0)
+
+
+def test_tiny_pretrain_on_packs_pen_strokes_and_fonts(tmp_path):
+    from .test_new_sources import write_font_folder, write_pack, write_strokes
+
+    tiny_pretrain(
+        tmp_path,
+        "--packs", str(write_pack(tmp_path / "pack.npz")),
+        "--strokes", str(write_strokes(tmp_path / "pen.jsonl.gz")),
+        "--fonts", str(write_font_folder(tmp_path / "fonts")), "--font-copies", "2",
+        "--canvas-per-case", "4",
+    )  # fmt: skip
+    version = ModelVersion.objects.get()
+    sources = version.training_info["sources"]
+    assert {str(tmp_path / "pack.npz"), str(tmp_path / "pen.jsonl.gz")} <= set(sources)
+    assert sources[str(tmp_path / "fonts")] > 0
+    assert "pack/lower" in version.metrics["sets"]
+    canvas = version.metrics["canvas"]["pen.jsonl.gz"]
+    assert set(canvas) == {"2", "4", "8", "12", "18", "24", "30", "36", "40"}
+    assert {"digit", "upper", "balanced"} <= set(canvas["18"])

@@ -1,20 +1,24 @@
-"""Training data: MNIST and EMNIST letters through torchvision, and local image folders.
+"""Training data: MNIST and EMNIST through torchvision, image folders, EMNIST packs
+(npz) and pen strokes drawn as a canvas would.
 
 Every image, whatever its source, goes through ``preprocess_image`` (MNIST is
 already in that form, but one function means no train/serve skew). Results are
-cached as npz files keyed by the source's files, so the second run is fast.
+cached as npz files keyed by the source's files and the preprocessing's version,
+so the second run is fast.
 """
 
 import hashlib
 import logging
+import multiprocessing
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
+from . import strokes as pen_strokes
 from .classes import CLASS_INDEX
-from .preprocessing import BlankImageError, preprocess_image
+from .preprocessing import PREPROCESSING_VERSION, BlankImageError, preprocess_image
 
 logger = logging.getLogger(__name__)
 
@@ -72,6 +76,7 @@ class GlyphData:
 
 
 def _cached(cache_dir: Path | None, key: str, build) -> GlyphData:
+    key = f"{PREPROCESSING_VERSION}:{key}"
     path = (
         Path(cache_dir) / f"{hashlib.sha1(key.encode()).hexdigest()[:16]}.npz"
         if cache_dir
@@ -89,17 +94,50 @@ def _cached(cache_dir: Path | None, key: str, build) -> GlyphData:
     return data
 
 
-def preprocess_arrays(images: np.ndarray, labels: np.ndarray, prefix: str) -> GlyphData:
+def _glyph_or_none(image: Image.Image) -> np.ndarray | None:
+    try:
+        return preprocess_image(image)
+    except BlankImageError:
+        return None
+
+
+def _preprocess_array(image: np.ndarray) -> np.ndarray | None:
+    return _glyph_or_none(Image.fromarray(image))
+
+
+def _preprocess_file(path: Path) -> np.ndarray | None:
+    try:
+        with Image.open(path) as image:
+            return _glyph_or_none(image)
+    except OSError:
+        return None
+
+
+def _parallel(function, items, jobs: int) -> list:
+    """``function`` over ``items`` in ``jobs`` processes (in order); one job runs in place."""
+    if jobs <= 1 or len(items) < 2000:
+        return [function(item) for item in items]
+    with multiprocessing.get_context("fork").Pool(jobs) as pool:
+        return pool.map(function, items, chunksize=512)
+
+
+def _gather(glyphs: list, labels, names: list[str]) -> GlyphData:
+    kept = [index for index, glyph in enumerate(glyphs) if glyph is not None]
+    if not kept:
+        return GlyphData.concat([])
+    return GlyphData(
+        np.stack([glyphs[i] for i in kept]),
+        np.asarray([labels[i] for i in kept], np.int64),
+        [names[i] for i in kept],
+    )
+
+
+def preprocess_arrays(
+    images: np.ndarray, labels: np.ndarray, prefix: str, jobs: int = 1
+) -> GlyphData:
     """Run raw uint8 images (white on black) through the one preprocessing function."""
-    glyphs, kept, names = [], [], []
-    for index, image in enumerate(images):
-        try:
-            glyphs.append(preprocess_image(Image.fromarray(image)))
-        except BlankImageError:
-            continue
-        kept.append(labels[index])
-        names.append(f"{prefix}/{index}")
-    return GlyphData(np.stack(glyphs), np.asarray(kept, np.int64), names)
+    glyphs = _parallel(_preprocess_array, list(images), jobs)
+    return _gather(glyphs, labels, [f"{prefix}/{index}" for index in range(len(images))])
 
 
 def _torchvision(factory, description: str):
@@ -114,7 +152,9 @@ def _torchvision(factory, description: str):
         ) from None
 
 
-def load_mnist(root, *, train: bool, download: bool = False, cache_dir=None) -> GlyphData:
+def load_mnist(
+    root, *, train: bool, download: bool = False, cache_dir=None, jobs: int = 1
+) -> GlyphData:
     """MNIST digits from a torchvision root (downloaded there when asked)."""
     from torchvision.datasets import MNIST
 
@@ -124,10 +164,14 @@ def load_mnist(root, *, train: bool, download: bool = False, cache_dir=None) -> 
     images, labels = dataset.data.numpy(), dataset.targets.numpy().astype(np.int64)
     split = "train" if train else "test"
     key = f"mnist:{split}:{len(labels)}:{hashlib.sha1(images.tobytes()).hexdigest()}"
-    return _cached(cache_dir, key, lambda: preprocess_arrays(images, labels, f"mnist/{split}"))
+    return _cached(
+        cache_dir, key, lambda: preprocess_arrays(images, labels, f"mnist/{split}", jobs)
+    )
 
 
-def load_emnist_letters(root, *, train: bool, download: bool = False, cache_dir=None) -> GlyphData:
+def load_emnist_letters(
+    root, *, train: bool, download: bool = False, cache_dir=None, jobs: int = 1
+) -> GlyphData:
     """EMNIST letters (both cases merged, as EMNIST does) mapped to classes a-z."""
     from torchvision.datasets import EMNIST
 
@@ -140,7 +184,9 @@ def load_emnist_letters(root, *, train: bool, download: bool = False, cache_dir=
     labels = dataset.targets.numpy().astype(np.int64) + EMNIST_LETTER_OFFSET
     split = "train" if train else "test"
     key = f"emnist:{split}:{len(labels)}:{hashlib.sha1(images.tobytes()).hexdigest()}"
-    return _cached(cache_dir, key, lambda: preprocess_arrays(images, labels, f"emnist/{split}"))
+    return _cached(
+        cache_dir, key, lambda: preprocess_arrays(images, labels, f"emnist/{split}", jobs)
+    )
 
 
 def image_folder_files(root) -> list[tuple[Path, int]]:
@@ -155,7 +201,7 @@ def image_folder_files(root) -> list[tuple[Path, int]]:
     ]
 
 
-def load_image_folder(root, *, cache_dir=None) -> GlyphData:
+def load_image_folder(root, *, cache_dir=None, jobs: int = 1) -> GlyphData:
     """Images laid out as ``<root>/.../<label>/<file>``, named by their path under root."""
     root = Path(root)
     files = image_folder_files(root)
@@ -166,23 +212,85 @@ def load_image_folder(root, *, cache_dir=None) -> GlyphData:
     key = f"folder:{root.resolve()}:{fingerprint.hexdigest()}"
 
     def build() -> GlyphData:
-        glyphs, labels, names, blank = [], [], [], 0
-        for path, label in files:
-            try:
-                with Image.open(path) as image:
-                    glyphs.append(preprocess_image(image))
-            except (BlankImageError, OSError):
-                blank += 1
-                continue
-            labels.append(label)
-            names.append(str(path.relative_to(root)))
-        if blank:
-            logger.warning("%s: skipped %d blank or unreadable images", root, blank)
-        if not glyphs:
-            return GlyphData.concat([])
-        return GlyphData(np.stack(glyphs), np.asarray(labels, np.int64), names)
+        glyphs = _parallel(_preprocess_file, [path for path, _ in files], jobs)
+        skipped = sum(glyph is None for glyph in glyphs)
+        if skipped:
+            logger.warning("%s: skipped %d blank or unreadable images", root, skipped)
+        names = [str(path.relative_to(root)) for path, _ in files]
+        return _gather(glyphs, [label for _, label in files], names)
 
     return _cached(cache_dir, key, build)
+
+
+def _file_key(path: Path) -> str:
+    stat = path.stat()
+    return f"{path.resolve()}:{stat.st_size}:{stat.st_mtime_ns}"
+
+
+def load_pack(path, *, cache_dir=None, jobs: int = 1) -> GlyphData:
+    """An EMNIST-style npz (``images`` white on black, ``labels``, ``cases``).
+
+    Each image is named ``<pack>/<label>/<case>_<index>``, as image folders name
+    theirs, so the held-out split, the case and the look-alike rules read the same.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise DatasetUnavailable(f"{path} is not a file. {OFFLINE_HELP}")
+
+    def build() -> GlyphData:
+        with np.load(path, allow_pickle=False) as pack:
+            images, labels, cases = pack["images"], pack["labels"], pack["cases"]
+        names = [
+            f"{path.stem}/{label}/{case}_{index}"
+            for index, (label, case) in enumerate(zip(labels, cases, strict=True))
+        ]
+        indices = [CLASS_INDEX[str(label)] for label in labels]
+        return _gather(_parallel(_preprocess_array, list(images), jobs), indices, names)
+
+    return _cached(cache_dir, f"pack:{_file_key(path)}", build)
+
+
+# Pen widths and canvases that pen-stroke training images are drawn at: the whole
+# range a canvas sends, on canvases small enough to draw quickly.
+STROKE_WIDTHS = (2.0, 40.0)
+STROKE_CANVASES = (100, 280)
+
+
+def _draw_pen_character(job) -> np.ndarray | None:
+    character_strokes, width, canvas, seed = job
+    rng = np.random.default_rng(seed)
+    pen = pen_strokes.random_pen(rng, width=width, canvas=canvas)
+    return _glyph_or_none(pen_strokes.draw(character_strokes, pen, supersample=2))
+
+
+def load_pen_strokes(
+    path, *, heldout: bool = False, copies: int = 1, seed: int = 0, cache_dir=None, jobs: int = 1
+) -> GlyphData:
+    """Pen-stroke characters (one side of the writer split) drawn as training images.
+
+    Each character is drawn ``copies`` times, each at a random pen width, canvas,
+    size and place, so the network sees every writer at every pen width.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise DatasetUnavailable(f"{path} is not a file. {OFFLINE_HELP}")
+
+    def build() -> GlyphData:
+        characters = pen_strokes.load_pen_characters(path, heldout=heldout)
+        rng = np.random.default_rng(seed)
+        jobs_list, labels, names = [], [], []
+        for copy in range(copies):
+            for index, character in enumerate(characters):
+                width = float(rng.uniform(*STROKE_WIDTHS))
+                smallest = max(STROKE_CANVASES[0], int(4 * width / 0.9) + 3)
+                canvas = int(rng.integers(smallest, max(smallest, STROKE_CANVASES[1]) + 1))
+                jobs_list.append((character.strokes, width, canvas, int(rng.integers(2**31))))
+                labels.append(CLASS_INDEX[character.label])
+                names.append(f"{path.stem}/{character.label}/{character.case}_{index}_{copy}")
+        return _gather(_parallel(_draw_pen_character, jobs_list, jobs), labels, names)
+
+    side = "heldout" if heldout else "train"
+    return _cached(cache_dir, f"strokes:{_file_key(path)}:{side}:{copies}:{seed}", build)
 
 
 # Uppercase I, O, S and Z are written exactly like the digits 1, 0, 5 and 2. The

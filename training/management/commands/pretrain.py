@@ -11,7 +11,7 @@ import torch
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
-from training import datasets, nn, pretraining, registry
+from training import canvas_eval, datasets, fonts, nn, pretraining, registry, strokes
 from training.classes import CLASSES
 from training.models import ModelVersion
 
@@ -19,7 +19,7 @@ from training.models import ModelVersion
 class Command(BaseCommand):
     help = (
         "Pretrain the CNN. By default downloads MNIST and EMNIST letters through torchvision; "
-        "offline, use --mnist-root and --data-dir."
+        "offline, use --mnist-root, --data-dir, --packs, --strokes and --fonts."
     )
 
     def add_arguments(self, parser):
@@ -33,6 +33,46 @@ class Command(BaseCommand):
             "--mnist-root", help="An existing torchvision MNIST root (no download)."
         )
         parser.add_argument("--emnist-root", help="An existing torchvision EMNIST root.")
+        parser.add_argument(
+            "--packs",
+            action="append",
+            default=[],
+            help="EMNIST-style npz pack (images, labels, cases; repeatable); 15%% held out.",
+        )
+        parser.add_argument(
+            "--strokes",
+            action="append",
+            default=[],
+            help="Pen-stroke file (.jsonl.gz, UNIPEN-style; repeatable): the training writers "
+            "drawn at random pen widths; 15%% of writers held out for the canvas simulation.",
+        )
+        parser.add_argument(
+            "--stroke-copies",
+            type=int,
+            default=1,
+            help="Drawings of each training pen character, each at its own pen width.",
+        )
+        parser.add_argument(
+            "--fonts",
+            action="append",
+            default=[],
+            help="Folder of .ttf/.otf fonts (repeatable): every class rendered from every font.",
+        )
+        parser.add_argument(
+            "--font-copies",
+            type=int,
+            default=20,
+            help="Augmented renderings of each class from each font.",
+        )
+        parser.add_argument(
+            "--canvas-per-case",
+            type=int,
+            default=200,
+            help="Held-out pen characters per case drawn at every pen width for the report.",
+        )
+        parser.add_argument(
+            "--jobs", type=int, default=2, help="Processes that preprocess the images."
+        )
         parser.add_argument(
             "--download-dir",
             default=str(settings.VAR_DIR / "data"),
@@ -62,10 +102,9 @@ class Command(BaseCommand):
             help="Training arithmetic: auto takes bf16 autocast where the CPU has native bf16.",
         )
         parser.add_argument(
-            "--letter-floor",
-            type=float,
-            default=pretraining.DEFAULT_LETTER_FLOOR,
-            help="Validation letter accuracy the digit prior must keep (1 turns the prior off).",
+            "--no-prior",
+            action="store_true",
+            help="Do not choose a digit prior on the validation images.",
         )
         parser.add_argument("--threads", type=int, default=2)
         parser.add_argument(
@@ -106,9 +145,7 @@ class Command(BaseCommand):
             progress=options["verbosity"] > 0,
         )
         prior = pretraining.choose_digit_prior(
-            model,
-            datasets.GlyphData.concat(validation_parts),
-            letter_floor=options["letter_floor"],
+            model, datasets.GlyphData.concat(validation_parts), search=not options["no_prior"]
         )
         pretraining.add_digit_prior(model, prior["digit_prior"])
         self._print_prior(prior)
@@ -118,11 +155,13 @@ class Command(BaseCommand):
         heldout = datasets.GlyphData.concat(list(eval_sets.values()))
         sets = pretraining.report(model, eval_sets)
         headline = nn.evaluate(model, heldout.glyphs, heldout.labels)
+        canvas = self._canvas_report(model, options)
         duration = round(time.monotonic() - started, 1)
         metrics = {
             **headline,
             "confused_pairs": pretraining.confused_pairs(headline["confusion"]),
             "sets": sets,
+            "canvas": canvas,
         }
         training_info = {
             "kind": "pretrain",
@@ -154,7 +193,7 @@ class Command(BaseCommand):
         self._print_report(version, sets, duration, activate)
 
     def _load(self, options, cache):
-        limit, seed = options["limit"], options["seed"]
+        limit, seed, jobs = options["limit"], options["seed"], options["jobs"]
         train_parts, validation_parts, eval_sets, sources = [], [], {}, {}
 
         def add_training(data: datasets.GlyphData, source: str):
@@ -164,35 +203,72 @@ class Command(BaseCommand):
             validation_parts.append(validation)
             sources[source] = len(train_parts[-1])
 
-        local = options["mnist_root"] or options["emnist_root"] or options["data_dir"]
+        def add_split(data: datasets.GlyphData, source: str, prefix: str):
+            train, heldout = datasets.split_heldout(data)
+            add_training(train, source)
+            for group, members in _groups(heldout).items():
+                eval_sets[f"{prefix}{group}"] = heldout.subset(members)
+
+        local = any(
+            options[name] for name in ("mnist_root", "emnist_root", "data_dir", "packs", "strokes")
+        )
         mnist_root = options["mnist_root"] or (None if local else options["download_dir"])
         emnist_root = options["emnist_root"] or (None if local else options["download_dir"])
         try:
             if mnist_root:
                 mnist = datasets.load_mnist(
-                    mnist_root, train=True, download=not local, cache_dir=cache
+                    mnist_root, train=True, download=not local, cache_dir=cache, jobs=jobs
                 )
                 add_training(mnist, "mnist")
                 eval_sets["mnist_test"] = datasets.load_mnist(
-                    mnist_root, train=False, download=not local, cache_dir=cache
+                    mnist_root, train=False, download=not local, cache_dir=cache, jobs=jobs
                 )
             if emnist_root:
                 emnist = datasets.load_emnist_letters(
-                    emnist_root, train=True, download=not local, cache_dir=cache
+                    emnist_root, train=True, download=not local, cache_dir=cache, jobs=jobs
                 )
                 add_training(emnist, "emnist_letters")
                 eval_sets["emnist_test"] = datasets.load_emnist_letters(
-                    emnist_root, train=False, download=not local, cache_dir=cache
+                    emnist_root, train=False, download=not local, cache_dir=cache, jobs=jobs
                 )
             for data_dir in options["data_dir"]:
-                folder = datasets.load_image_folder(data_dir, cache_dir=cache)
-                folder_train, folder_heldout = datasets.split_heldout(folder)
-                add_training(folder_train, data_dir)
-                for group, members in _groups(folder_heldout).items():
-                    eval_sets[f"{Path(data_dir).name}/{group}"] = folder_heldout.subset(members)
-        except datasets.DatasetUnavailable as error:
+                folder = datasets.load_image_folder(data_dir, cache_dir=cache, jobs=jobs)
+                add_split(folder, data_dir, prefix=f"{Path(data_dir).name}/")
+            for pack in options["packs"]:
+                # Pack images are named <pack>/<label>/<case>_<n>: grouped by pack and case.
+                add_split(datasets.load_pack(pack, cache_dir=cache, jobs=jobs), pack, prefix="")
+            for stroke_file in options["strokes"]:
+                drawn = datasets.load_pen_strokes(
+                    stroke_file,
+                    copies=options["stroke_copies"],
+                    seed=seed,
+                    cache_dir=cache,
+                    jobs=jobs,
+                )
+                add_training(drawn, stroke_file)
+            for font_dir in options["fonts"]:
+                rendered = fonts.render_font_folder(
+                    font_dir, copies=options["font_copies"], seed=seed
+                )
+                add_training(rendered, font_dir)
+        except (datasets.DatasetUnavailable, fonts.FontsUnavailable) as error:
             raise CommandError(str(error)) from None
         return train_parts, validation_parts, eval_sets, sources
+
+    def _canvas_report(self, model, options) -> dict:
+        """The canvas simulation on the held-out writers of every pen-stroke file."""
+        tables = {}
+        for stroke_file in options["strokes"]:
+            characters = strokes.load_pen_characters(stroke_file, heldout=True)
+            drawings = canvas_eval.pen_drawings(
+                characters, per_case=options["canvas_per_case"], seed=options["seed"]
+            )
+            if not drawings:
+                continue
+            table = canvas_eval.measure(canvas_eval.model_reader(model), drawings)
+            self.stdout.write(canvas_eval.format_table(table, f"Canvas simulation: {stroke_file}"))
+            tables[Path(stroke_file).name] = {str(width): row for width, row in table.items()}
+        return tables
 
     def _export(self, folder: Path, version, weights: bytes, anchors: bytes):
         folder.mkdir(parents=True, exist_ok=True)
@@ -209,14 +285,14 @@ class Command(BaseCommand):
         self.stdout.write(f"Exported to {folder}")
 
     def _print_prior(self, prior: dict):
-        if prior["validation_letters"] is None:
+        if prior["validation_balanced"] is None:
             self.stdout.write("Digit prior 0 (no validation digits and letters to weigh).")
             return
         self.stdout.write(
             f"Digit prior {prior['digit_prior']:.2f}: on {prior['validation']} validation images, "
+            f"balanced over the classes {100 * prior['validation_balanced']:.2f}%, "
             f"digits {100 * prior['validation_digits']:.2f}%, "
-            f"letters {100 * prior['validation_letters']:.2f}% "
-            f"(floor {100 * prior['letter_floor']:.0f}%)"
+            f"letters {100 * prior['validation_letters']:.2f}%"
         )
 
     def _print_report(self, version, sets, duration, activated):
