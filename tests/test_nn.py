@@ -106,25 +106,38 @@ def test_pretraining_in_each_precision_gives_a_float32_servable_model():
         pretraining.training_precision("fp8")
 
 
-def test_the_digit_prior_is_the_largest_the_letter_floor_allows_and_is_served():
-    model = nn.build_model().eval()
-    output = model.classifier[-1]
-    with torch.no_grad():
-        output.weight.zero_()
-        output.bias.fill_(-1.0)
-        output.bias[CLASS_INDEX["1"]] = 0.0  # every glyph reads "a"; "1" is one logit behind
-        output.bias[CLASS_INDEX["a"]] = 1.0
-    labels = np.array([CLASS_INDEX["1"]] * 10 + [CLASS_INDEX["a"]] * 10)
-    validation = GlyphData(random_glyphs(20), labels, [f"g{i}" for i in range(20)])
+class InkReader(torch.nn.Module):
+    """Reads "1" when a glyph holds much ink, "a" otherwise: 10 x mean ink against 1."""
 
-    chosen = pretraining.choose_digit_prior(model, validation, letter_floor=0.5)
-    assert chosen["digit_prior"] == 0.75  # at 1.0 the tie goes to the digit "1": letters fall to 0
-    assert chosen["validation_letters"] == 1.0 and chosen["validation_digits"] == 0.0
-    assert pretraining.choose_digit_prior(model, validation, letter_floor=0.0)["digit_prior"] == 3.0
+    def forward(self, x):
+        logits = torch.full((len(x), len(CLASS_INDEX)), -5.0)
+        logits[:, CLASS_INDEX["1"]] = 10 * x.mean(dim=(1, 2, 3))
+        logits[:, CLASS_INDEX["a"]] = 1.0
+        return logits
+
+
+def test_the_digit_prior_reads_the_classes_best_counted_alike_and_is_served():
+    # "1"s hold 6, 8 and 12% ink, "a"s 2 and 4%: a prior of 0.5 reads all five right.
+    ink = [0.06, 0.08, 0.12, 0.02, 0.04]
+    glyphs = np.stack([np.full((28, 28), round(v * 255), np.uint8) for v in ink])
+    labels = np.array([CLASS_INDEX["1"]] * 3 + [CLASS_INDEX["a"]] * 2)
+    validation = GlyphData(glyphs, labels, [f"g{i}" for i in range(5)])
+
+    chosen = pretraining.choose_digit_prior(InkReader(), validation)
+    assert chosen["digit_prior"] == 0.5 and chosen["validation_balanced"] == 1.0
+    unsearched = pretraining.choose_digit_prior(InkReader(), validation, search=False)
+    assert unsearched["digit_prior"] == 0.0
+    assert unsearched["validation_digits"] == pytest.approx(1 / 3)
     digits_only = validation.subset(labels == CLASS_INDEX["1"])
-    nothing_to_weigh = pretraining.choose_digit_prior(model, digits_only, letter_floor=0.0)
-    assert nothing_to_weigh["digit_prior"] == 0 and nothing_to_weigh["validation_letters"] is None
+    nothing_to_weigh = pretraining.choose_digit_prior(InkReader(), digits_only)
+    assert nothing_to_weigh["digit_prior"] == 0 and nothing_to_weigh["validation_balanced"] is None
 
+    model = nn.build_model().eval()
+    with torch.no_grad():
+        model.classifier[-1].weight.zero_()
+        model.classifier[-1].bias.fill_(-1.0)
+        model.classifier[-1].bias[CLASS_INDEX["1"]] = 0.0  # every glyph reads "a", "1" behind
+        model.classifier[-1].bias[CLASS_INDEX["a"]] = 1.0
     pretraining.add_digit_prior(model, 0.75)
     assert set(nn.served_proba(model, validation.glyphs).argmax(1)) == {CLASS_INDEX["a"]}
     pretraining.add_digit_prior(model, 0.5)

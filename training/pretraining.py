@@ -62,8 +62,12 @@ def pretrain(
     precision: str = "auto",
     threads: int = 2,
     progress: bool = True,
+    initial: torch.nn.Module | None = None,
 ) -> torch.nn.Module:
-    """Train a fresh network with augmentation, balanced sampling and a one-cycle schedule.
+    """Train a network with augmentation, balanced sampling and a one-cycle schedule.
+
+    A fresh one unless ``initial`` is given: starting from an earlier model's weights
+    reaches the same place in a fraction of the steps where training is slow.
 
     Batches are channels-last, which takes oneDNN's fast convolutions (about 1.5x
     faster a step), and run under ``training_precision(precision)``.
@@ -72,7 +76,7 @@ def pretrain(
     torch.manual_seed(seed)
     generator = torch.Generator().manual_seed(seed)
     autocast = training_precision(precision) == "bf16"
-    model = nn.build_model().to(memory_format=torch.channels_last)
+    model = (initial or nn.build_model()).to(memory_format=torch.channels_last)
     x_all = nn.glyphs_to_tensor(train.glyphs)
     y_all = torch.as_tensor(train.labels, dtype=torch.long)
     weights = torch.as_tensor(sampling_weights(train.labels, balance=balance))

@@ -90,6 +90,10 @@ class Command(BaseCommand):
         parser.add_argument("--lr", type=float, default=3e-3)
         parser.add_argument("--seed", type=int, default=0)
         parser.add_argument(
+            "--init-from",
+            help="Start from this weights.pt (same architecture) instead of random weights.",
+        )
+        parser.add_argument(
             "--balance",
             type=float,
             default=pretraining.DEFAULT_BALANCE,
@@ -143,6 +147,7 @@ class Command(BaseCommand):
             precision=options["precision"],
             threads=options["threads"],
             progress=options["verbosity"] > 0,
+            initial=self._initial(options["init_from"]),
         )
         prior = pretraining.choose_digit_prior(
             model, datasets.GlyphData.concat(validation_parts), search=not options["no_prior"]
@@ -171,6 +176,7 @@ class Command(BaseCommand):
             "batch_size": options["batch_size"],
             "lr": options["lr"],
             "seed": options["seed"],
+            "init_from": options["init_from"],
             "balance": options["balance"],
             "digit_prior": prior,
             "precision": pretraining.training_precision(options["precision"]),
@@ -254,6 +260,14 @@ class Command(BaseCommand):
         except (datasets.DatasetUnavailable, fonts.FontsUnavailable) as error:
             raise CommandError(str(error)) from None
         return train_parts, validation_parts, eval_sets, sources
+
+    def _initial(self, path):
+        if not path:
+            return None
+        try:
+            return nn.deserialize_state(Path(path).read_bytes())
+        except (OSError, RuntimeError, ValueError) as error:
+            raise CommandError(f"--init-from {path}: {error}") from None
 
     def _canvas_report(self, model, options) -> dict:
         """The canvas simulation on the held-out writers of every pen-stroke file."""
