@@ -65,7 +65,8 @@ def main():
         )
     )
     print(json.dumps(canvas_eval.summary(tables["unipen_heldout_writers"]), indent=1))
-    for name, data in heldout_images(Path(args.cache_dir)).items():
+    sources = heldout_images(Path(args.cache_dir)) if args.per_source else {}
+    for name, data in sources.items():
         redrawn = canvas_eval.skeleton_drawings(data, per_case=args.per_source, seed=args.seed)
         tables[name] = canvas_eval.measure(reader, redrawn, widths=widths)
         print(canvas_eval.format_table(tables[name], f"{name} re-drawn from skeletons"))

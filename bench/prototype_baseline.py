@@ -36,7 +36,8 @@ from torch import nn as torch_nn
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from tests.drawing import draw_png
-from training import canvas_eval, datasets, nn, strokes
+from training import canvas_eval, datasets, nn
+from training import strokes as pen_strokes
 from training.classes import CLASS_INDEX, DIGITS, NUM_CLASSES
 from training.preprocessing import preprocess_image
 
@@ -353,7 +354,7 @@ def main():
 
     simulations = {}
     if args.canvas_per_case:
-        characters = strokes.load_pen_characters(
+        characters = pen_strokes.load_pen_characters(
             DATA / "strokes" / "unipen_r01v07.jsonl.gz", heldout=True
         )
         drawings = canvas_eval.pen_drawings(

@@ -1,4 +1,4 @@
-"""Canvas simulation: real handwriting that training never saw, drawn as canvases send it (no Django).
+"""Canvas simulation: unseen handwriting drawn as canvases send it (no Django).
 
 Held-out writers' pen strokes are drawn at every pen width from 2 to 40 px on
 canvases of 100-560 px, at random size and place, dark on light, light on dark

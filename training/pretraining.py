@@ -115,7 +115,7 @@ def pretrain(
 def choose_digit_prior(
     model: torch.nn.Module, validation: GlyphData, *, search: bool = True
 ) -> dict:
-    """The log-odds in favour of digits that reads validation images best, every class counted alike.
+    """The log-odds for digits that reads validation images best, every class counted alike.
 
     Balanced sampling shows letters more often than the data holds them, which tilts
     shapes shared by a digit and a letter; the prior tilts them back only as far as
