@@ -140,7 +140,7 @@ def test_lookalikes_offer_both_shapes_when_close(default_model):
     assert offered, [body["top"][:2] for body in answers]
     for body in offered:
         assert body["lookalikes"][0] == body["label"]
-        assert set(body["lookalikes"]) <= {"0", "o"} | set(body["lookalikes"][:1])
+        assert {"0", "o"} <= set(body["lookalikes"])  # and any pair the data adds
         probabilities = {entry["label"]: entry["probability"] for entry in body["top"]}
         ordered = [probabilities[label] for label in body["lookalikes"]]
         assert ordered == sorted(ordered, reverse=True)
