@@ -12,10 +12,9 @@ import functools
 
 import numpy as np
 
-from training.classes import CLASSES
+from training.classes import CLASSES, SAME_SHAPES
 from training.models import ModelVersion
 
-SAME_SHAPE = ("0o", "1il", "2z", "5s", "6b", "9gq")
 MIN_CONFUSION = 0.05
 MIN_COUNT = 3
 MARGIN = 0.9
@@ -38,7 +37,7 @@ def pairs_from_confusion(confusion) -> frozenset[frozenset[str]]:
 
 def _same_shape_pairs() -> frozenset[frozenset[str]]:
     return frozenset(
-        frozenset((a, b)) for group in SAME_SHAPE for a in group for b in group if a != b
+        frozenset((a, b)) for group in SAME_SHAPES for a in group for b in group if a != b
     )
 
 

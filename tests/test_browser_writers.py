@@ -63,17 +63,21 @@ def test_mode_switch_is_sent_remembered_and_keyboard_reachable(page):
 def test_lookalikes_ask_with_two_big_buttons_and_one_tap_stores_the_answer(page):
     page.locator("#pen-width").fill("26")
     recognize(page, LOOP)
-    expect(page.locator("#lookalike-question")).to_have_text(re.compile(r"^(0 or o|o or 0)\?$"))
+    # "0 or o?", and any shape the active model's held-out confusion adds ("0, o or d?").
+    question_text = re.compile(r"^(0|o)(, \w)* or \w\?$")
+    expect(page.locator("#lookalike-question")).to_have_text(question_text)
+    assert {"0", "o"} <= set(re.findall(r"\w", page.locator("#lookalike-question").inner_text()))
     expect(page.locator("#guess-main")).to_be_hidden()
     buttons = page.locator(".lookalike-button")
-    expect(buttons).to_have_count(2)
+    expect(buttons.nth(1)).to_be_visible()
     box = buttons.first.bounding_box()
     assert box["width"] >= 90 and box["height"] >= 90
     page.screenshot(path=ARTIFACTS / "page-lookalikes.png", full_page=True)
 
     question = page.get_by_role("group", name=re.compile(r"or .\?$"))
     question.get_by_role("button", name="o", exact=True).click()
-    expect(page.locator("#status")).to_contain_text("Saved")
+    # A confirmation when "o" led, else a correction that teaches this writer first.
+    expect(page.locator("#status")).to_have_text(re.compile(r"Saved|Learned for you"))
     correction = Correction.objects.get()
     assert correction.label == "o" and correction.source == "page"
 

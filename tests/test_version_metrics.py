@@ -63,8 +63,8 @@ def test_the_pretrained_version_is_shown_by_the_gates_score_of_it(
     child = run.result_version
     assert child is not None, run.error
 
-    # The pretraining report scores v1 on another, easier set than the gate's.
-    assert pretraining_report["overall"] - child.metrics["parent_overall"] > 0.02
+    # The pretraining report scores v1 on another set than the gate's: the page can tell them apart.
+    assert abs(pretraining_report["overall"] - child.metrics["parent_overall"]) > 0.005
     rows = {row["number"]: row for row in dashboard.dashboard_data()["versions"]}
     assert rows[1]["overall"] == pytest.approx(child.metrics["parent_overall"])
     assert rows[1]["digits"] == pytest.approx(child.metrics["parent_digits"])
@@ -111,7 +111,8 @@ def test_a_pretrained_version_no_fine_tune_scored_yet_has_no_figure(default_mode
     (row,) = dashboard.dashboard_data()["versions"]
     assert (row["overall"], row["digits"], row["letters"]) == (None, None, None)
     response = admin_client_.get(f"{VERSIONS}{default_model.pk}/change/")
-    assert f"{default_model.metrics['overall']:.2%} of 12774" in response.content.decode()
+    report = default_model.metrics
+    assert f"{report['overall']:.2%} of {report['count']}" in response.content.decode()
 
 
 @pytest.mark.django_db(transaction=True)

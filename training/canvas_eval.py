@@ -14,7 +14,7 @@ import numpy as np
 from PIL import Image
 
 from . import nn, strokes
-from .classes import CLASS_INDEX, EVALUATION_LOOKALIKES, NUM_CLASSES
+from .classes import CLASS_INDEX, NUM_CLASSES, SAME_SHAPES
 from .datasets import GlyphData
 from .preprocessing import BlankImageError, preprocess_image
 
@@ -26,7 +26,7 @@ Reader = Callable[[list[Image.Image]], np.ndarray]
 
 # Each class's look-alike set as a bitmask over the classes, for the tolerant score.
 _SAME_SHAPE = np.eye(NUM_CLASSES, dtype=bool)
-for _group in EVALUATION_LOOKALIKES:
+for _group in SAME_SHAPES:
     for _a in _group:
         for _b in _group:
             _SAME_SHAPE[CLASS_INDEX[_a], CLASS_INDEX[_b]] = True

@@ -5,6 +5,6 @@ NUM_CLASSES = len(CLASSES)
 DIGITS = CLASSES[:10]
 LETTERS = CLASSES[10:]
 CLASS_INDEX = {label: index for index, label in enumerate(CLASSES)}
-# Shapes that are the same character in different alphabets: no single-character
-# model can tell them apart without context, so evaluation also scores them as one.
-EVALUATION_LOOKALIKES: tuple[str, ...] = ("0o", "1il", "2z", "5s", "6b", "9gq")
+# Shapes that are one character in both alphabets: no single-character
+# model can tell them apart without context (the look-alike answer, the tolerant score).
+SAME_SHAPES: tuple[str, ...] = ("0o", "1il", "2z", "5s", "6b", "9gq")
