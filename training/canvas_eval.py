@@ -15,8 +15,7 @@ from PIL import Image
 
 from . import nn, strokes
 from .classes import CLASS_INDEX, NUM_CLASSES, SAME_SHAPES
-from .datasets import GlyphData
-from .preprocessing import BlankImageError, preprocess_image
+from .datasets import GlyphData, glyph_or_none
 
 PEN_WIDTHS = (2, 4, 8, 12, 18, 24, 30, 36, 40)
 CASES = ("digit", "lower", "upper")
@@ -44,16 +43,12 @@ def model_reader(model) -> Reader:
     served = nn.for_inference(model) if isinstance(model, nn.GlyphNet) else model
 
     def read(images: list[Image.Image]) -> np.ndarray:
-        glyphs, readable = [], []
-        for image in images:
-            try:
-                glyphs.append(preprocess_image(image))
-                readable.append(True)
-            except BlankImageError:
-                readable.append(False)
+        glyphs = [glyph_or_none(image) for image in images]
+        readable = np.array([glyph is not None for glyph in glyphs], bool)
         predicted = np.full(len(images), -1, np.int64)
-        if glyphs:
-            predicted[np.array(readable)] = nn.predict_proba(served, np.stack(glyphs)).argmax(1)
+        if readable.any():
+            kept = np.stack([glyph for glyph in glyphs if glyph is not None])
+            predicted[readable] = nn.predict_proba(served, kept).argmax(1)
         return predicted
 
     return read

@@ -94,7 +94,8 @@ def _cached(cache_dir: Path | None, key: str, build) -> GlyphData:
     return data
 
 
-def _glyph_or_none(image: Image.Image) -> np.ndarray | None:
+def glyph_or_none(image: Image.Image) -> np.ndarray | None:
+    """The preprocessed glyph, or None when the image holds no character."""
     try:
         return preprocess_image(image)
     except BlankImageError:
@@ -102,13 +103,13 @@ def _glyph_or_none(image: Image.Image) -> np.ndarray | None:
 
 
 def _preprocess_array(image: np.ndarray) -> np.ndarray | None:
-    return _glyph_or_none(Image.fromarray(image))
+    return glyph_or_none(Image.fromarray(image))
 
 
 def _preprocess_file(path: Path) -> np.ndarray | None:
     try:
         with Image.open(path) as image:
-            return _glyph_or_none(image)
+            return glyph_or_none(image)
     except OSError:
         return None
 
@@ -121,7 +122,8 @@ def _parallel(function, items, jobs: int) -> list:
         return pool.map(function, items, chunksize=512)
 
 
-def _gather(glyphs: list, labels, names: list[str]) -> GlyphData:
+def gather(glyphs: list, labels, names: list[str]) -> GlyphData:
+    """GlyphData of the glyphs that are not None, with their labels and names."""
     kept = [index for index, glyph in enumerate(glyphs) if glyph is not None]
     if not kept:
         return GlyphData.concat([])
@@ -137,7 +139,7 @@ def preprocess_arrays(
 ) -> GlyphData:
     """Run raw uint8 images (white on black) through the one preprocessing function."""
     glyphs = _parallel(_preprocess_array, list(images), jobs)
-    return _gather(glyphs, labels, [f"{prefix}/{index}" for index in range(len(images))])
+    return gather(glyphs, labels, [f"{prefix}/{index}" for index in range(len(images))])
 
 
 def _torchvision(factory, description: str):
@@ -217,7 +219,7 @@ def load_image_folder(root, *, cache_dir=None, jobs: int = 1) -> GlyphData:
         if skipped:
             logger.warning("%s: skipped %d blank or unreadable images", root, skipped)
         names = [str(path.relative_to(root)) for path, _ in files]
-        return _gather(glyphs, [label for _, label in files], names)
+        return gather(glyphs, [label for _, label in files], names)
 
     return _cached(cache_dir, key, build)
 
@@ -245,7 +247,7 @@ def load_pack(path, *, cache_dir=None, jobs: int = 1) -> GlyphData:
             for index, (label, case) in enumerate(zip(labels, cases, strict=True))
         ]
         indices = [CLASS_INDEX[str(label)] for label in labels]
-        return _gather(_parallel(_preprocess_array, list(images), jobs), indices, names)
+        return gather(_parallel(_preprocess_array, list(images), jobs), indices, names)
 
     return _cached(cache_dir, f"pack:{_file_key(path)}", build)
 
@@ -260,7 +262,7 @@ def _draw_pen_character(job) -> np.ndarray | None:
     character_strokes, width, canvas, seed = job
     rng = np.random.default_rng(seed)
     pen = pen_strokes.random_pen(rng, width=width, canvas=canvas)
-    return _glyph_or_none(pen_strokes.draw(character_strokes, pen, supersample=2))
+    return glyph_or_none(pen_strokes.draw(character_strokes, pen, supersample=2))
 
 
 def load_pen_strokes(
@@ -287,7 +289,7 @@ def load_pen_strokes(
                 jobs_list.append((character.strokes, width, canvas, int(rng.integers(2**31))))
                 labels.append(CLASS_INDEX[character.label])
                 names.append(f"{path.stem}/{character.label}/{character.case}_{index}_{copy}")
-        return _gather(_parallel(_draw_pen_character, jobs_list, jobs), labels, names)
+        return gather(_parallel(_draw_pen_character, jobs_list, jobs), labels, names)
 
     side = "heldout" if heldout else "train"
     return _cached(cache_dir, f"strokes:{_file_key(path)}:{side}:{copies}:{seed}", build)

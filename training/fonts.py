@@ -11,8 +11,7 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 from .classes import CLASS_INDEX, CLASSES
-from .datasets import DIGIT_LOOKALIKES, GlyphData
-from .preprocessing import BlankImageError, preprocess_image
+from .datasets import DIGIT_LOOKALIKES, GlyphData, gather, glyph_or_none
 
 FONT_SUFFIXES = {".ttf", ".otf", ".ttc"}
 CANVAS = 96
@@ -68,16 +67,11 @@ def render_font(font_path_or_none, *, name: str, copies: int, seed: int) -> Glyp
     characters += [(c, "upper") for c in UPPERCASE]
     for character, case in characters:
         for copy in range(copies):
-            try:
-                glyph = preprocess_image(render_character(font_path_or_none, character, rng))
-            except BlankImageError:
-                continue  # the font has no such character
-            glyphs.append(glyph)
+            # None where the font has no such character.
+            glyphs.append(glyph_or_none(render_character(font_path_or_none, character, rng)))
             labels.append(CLASS_INDEX[character.lower()])
             names.append(f"{name}/{character.lower()}/{case}_{copy}")
-    if not glyphs:
-        return GlyphData.concat([])
-    return GlyphData(np.stack(glyphs), np.asarray(labels, np.int64), names)
+    return gather(glyphs, labels, names)
 
 
 def render_font_folder(folder, *, copies: int, seed: int) -> GlyphData:
