@@ -73,7 +73,8 @@ def faces_rule(app: str):
     def rule(path: Path, name: str) -> bool:
         parts = name.split(".")
         # One admin site: an admin may build on another app's admin classes.
-        same_face = parts[1:2] == [path.stem] == ["admin"]
+        face = path.relative_to(ROOT / app).with_suffix("").parts[0]
+        same_face = parts[1:2] == [face] == ["admin"]
         return parts[0] == other and len(parts) > 1 and parts[1] in FACES and not same_face
 
     return rule

@@ -1,0 +1,123 @@
+"""The review actions on samples: confirm, relabel, exclude, include, retrain, download.
+
+Each calls a service, so a moderator's label is an audited Correction and a status
+change lands in the admin log.
+"""
+
+from django import forms
+from django.contrib import admin, messages
+from django.http import StreamingHttpResponse
+from django.template.response import TemplateResponse
+from django.utils import timezone
+
+from training import runs
+from training.classes import DIGITS, LETTERS
+
+from .. import exports, selectors, services
+from ..models import LABEL_CHOICES, Sample
+
+
+class RelabelForm(forms.Form):
+    label = forms.ChoiceField(choices=LABEL_CHOICES)
+
+
+def _queued_message(outcomes) -> str:
+    runs = sorted({o.training_run.pk for o in outcomes if o.training_run is not None})
+    return f" Training run {', '.join(map(str, runs))} will learn it." if runs else ""
+
+
+class SampleReviewActions:
+    """The actions of the sample ModelAdmin, mixed into it."""
+
+    actions = (
+        "confirm",
+        "relabel",
+        "exclude_from_training",
+        "include_in_training",
+        "retrain",
+        "download_zip",
+    )
+
+    def has_moderate_permission(self, request):
+        return request.user.has_perm("recognition.moderate_sample")
+
+    @admin.action(permissions=["moderate"], description="Confirm the current label")
+    def confirm(self, request, queryset):
+        outcomes = services.samples_confirm(samples=list(queryset), moderator=request.user)
+        self.message_user(
+            request,
+            f"Confirmed {len(outcomes)} sample(s).{_queued_message(outcomes)}",
+            messages.SUCCESS,
+        )
+
+    @admin.action(permissions=["moderate"], description="Relabel to a chosen label")
+    def relabel(self, request, queryset):
+        form = RelabelForm(request.POST if "label" in request.POST else None)
+        if form.is_valid():
+            label = form.cleaned_data["label"]
+            outcomes = services.samples_relabel(
+                samples=list(queryset), label=label, moderator=request.user
+            )
+            self.message_user(
+                request,
+                f"Relabelled {len(outcomes)} sample(s) as {label!r}.{_queued_message(outcomes)}",
+                messages.SUCCESS,
+            )
+            return None
+        return TemplateResponse(
+            request,
+            "admin/recognition/sample/relabel.html",
+            {
+                **self.admin_site.each_context(request),
+                "title": "Relabel samples",
+                "opts": self.opts,
+                "samples": queryset,
+                "form": form,
+                "digits": DIGITS,
+                "letters": LETTERS,
+                "action_checkbox_name": admin.helpers.ACTION_CHECKBOX_NAME,
+                "drawing_url": "admin:recognition_sample_drawing",
+            },
+        )
+
+    @admin.action(permissions=["moderate"], description="Exclude from training")
+    def exclude_from_training(self, request, queryset):
+        self._set_status(request, queryset, services.samples_exclude, "Excluded from training")
+
+    @admin.action(permissions=["moderate"], description="Include in training again")
+    def include_in_training(self, request, queryset):
+        self._set_status(request, queryset, services.samples_include, "Included in training again")
+
+    def _set_status(self, request, queryset, service, log_message):
+        samples = list(queryset)
+        changed = service(samples=Sample.objects.filter(pk__in=[s.pk for s in samples]))
+        for sample in samples:
+            self.log_change(request, sample, log_message)
+        self.message_user(request, f"{log_message}: {changed} sample(s).", messages.SUCCESS)
+
+    @admin.action(permissions=["moderate"], description="Retrain now on all pending corrections")
+    def retrain(self, request, queryset):
+        # A run always takes every pending correction, so the selection only
+        # serves to reach this action from the list.
+        self.request_training(request)
+
+    def request_training(self, request):
+        """Queue a run for every pending correction, and say so (or that none waits)."""
+        pending = selectors.corrections_pending().count()
+        if not pending:
+            self.message_user(request, "No correction is waiting for training.", messages.WARNING)
+            return
+        run = runs.training_run_request()
+        self.message_user(
+            request,
+            f"Training run {run.pk} is queued for {pending} pending correction(s).",
+            messages.SUCCESS,
+        )
+
+    @admin.action(permissions=["view"], description="Download labelled samples as a zip")
+    def download_zip(self, request, queryset):
+        files = exports.image_folder_files(queryset.order_by("pk"))
+        response = StreamingHttpResponse(exports.zip_stream(files), content_type="application/zip")
+        stamp = timezone.now().strftime("%Y%m%d-%H%M%S")
+        response["Content-Disposition"] = f'attachment; filename="samples-{stamp}.zip"'
+        return response

@@ -1,0 +1,92 @@
+"""The audit trail: predictions and corrections, as lists of their own and inside a sample.
+
+Nobody edits or deletes them here.
+"""
+
+from django.contrib import admin
+from django.urls import reverse
+from django.utils.html import format_html, format_html_join
+
+from training.admin import ReadOnlyAdmin, RecentVersionsFilter
+from training.classes import CLASSES
+
+from ..models import Correction, Prediction
+
+
+class CorrectionChangeColumn:
+    @admin.display(description="old -> new")
+    def change(self, correction):
+        return f"{correction.previous_label or '?'} -> {correction.label}"
+
+
+class ReadOnlyInline(admin.TabularInline):
+    extra = 0
+    can_delete = False
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+
+class PredictionInline(ReadOnlyInline):
+    model = Prediction
+    fields = ("created_at", "model_version", "label", "confidence_percent", "top_k")
+    readonly_fields = fields
+    verbose_name_plural = "predictions (newest first)"
+
+    @admin.display(description="confidence")
+    def confidence_percent(self, prediction):
+        return f"{prediction.confidence:.1%}"
+
+    @admin.display(description="top 5")
+    def top_k(self, prediction):
+        best = sorted(enumerate(prediction.probabilities), key=lambda item: -item[1])[:5]
+        return format_html_join(", ", "{} {}", ((CLASSES[index], f"{p:.1%}") for index, p in best))
+
+
+class CorrectionInline(CorrectionChangeColumn, ReadOnlyInline):
+    model = Correction
+    fields = ("created_at", "author", "source", "change", "training_state")
+    readonly_fields = fields
+    verbose_name_plural = "corrections (newest first)"
+
+
+class AuditLogAdmin(ReadOnlyAdmin):
+    @admin.display(description="sample", ordering="sample")
+    def sample_link(self, obj):
+        url = reverse("admin:recognition_sample_change", args=[obj.sample_id])
+        return format_html('<a href="{}">{}</a>', url, obj.sample_id)
+
+
+@admin.register(Prediction)
+class PredictionAdmin(AuditLogAdmin):
+    list_display = ("id", "sample_link", "label", "confidence", "model_version", "created_at")
+    list_filter = (("model_version", RecentVersionsFilter), "label", "created_at")
+    list_select_related = ("model_version",)
+    search_fields = ("sample__id__exact", "label__exact")
+
+
+@admin.register(Correction)
+class CorrectionAdmin(CorrectionChangeColumn, AuditLogAdmin):
+    """Every label a person gave: filter by author to find and undo one person's labels."""
+
+    list_display = (
+        "id",
+        "sample_link",
+        "change",
+        "author",
+        "source",
+        "training_state",
+        "created_at",
+    )
+    list_filter = (
+        "source",
+        "training_state",
+        ("author", admin.RelatedOnlyFieldListFilter),
+        "label",
+        "created_at",
+    )
+    list_select_related = ("author",)
+    search_fields = ("sample__id__exact", "label__exact", "author__username")

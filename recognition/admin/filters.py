@@ -1,0 +1,93 @@
+"""The review queue's filters: what a moderator narrows the samples by."""
+
+from django.contrib import admin
+
+from training import selectors as training_selectors
+from training.admin import RECENT_VERSIONS
+
+from .. import selectors
+from ..models import LABEL_CHOICES
+
+
+class ProposedFilter(admin.SimpleListFilter):
+    title = "proposed"
+    parameter_name = "proposed"
+
+    def lookups(self, request, model_admin):
+        return [("yes", "A correction awaits review"), ("no", "Nothing awaits review")]
+
+    def queryset(self, request, queryset):
+        if self.value() in ("yes", "no"):
+            return queryset.filter(proposed=self.value() == "yes")
+        return queryset
+
+
+class PredictedLabelFilter(admin.SimpleListFilter):
+    title = "predicted label"
+    parameter_name = "predicted"
+
+    def lookups(self, request, model_admin):
+        return LABEL_CHOICES
+
+    def queryset(self, request, queryset):
+        return queryset.filter(predicted_label=self.value()) if self.value() else queryset
+
+
+class DisagreementFilter(admin.SimpleListFilter):
+    title = "disagreement"
+    parameter_name = "disputed"
+
+    def lookups(self, request, model_admin):
+        return [("yes", "Label differs from prediction"), ("no", "Label agrees or no label")]
+
+    def queryset(self, request, queryset):
+        if self.value() in ("yes", "no"):
+            return queryset.filter(disputed=self.value() == "yes")
+        return queryset
+
+
+class ConfidenceBandFilter(admin.SimpleListFilter):
+    title = "confidence"
+    parameter_name = "confidence"
+
+    def lookups(self, request, model_admin):
+        return [
+            (band, f"{band} ({low:.0%}-{min(high, 1):.0%})")
+            for band, (low, high) in selectors.CONFIDENCE_BANDS.items()
+        ]
+
+    def queryset(self, request, queryset):
+        if self.value() in selectors.CONFIDENCE_BANDS:
+            return selectors.samples_in_confidence_band(queryset, band=self.value())
+        return queryset
+
+
+class ModelVersionFilter(admin.SimpleListFilter):
+    """The newest versions only: thousands accumulate; older ones are reached by URL."""
+
+    title = "model version"
+    parameter_name = "version"
+
+    def lookups(self, request, model_admin):
+        numbers = training_selectors.version_numbers_newest(limit=RECENT_VERSIONS)
+        return [(str(number), f"v{number}") for number in numbers]
+
+    def queryset(self, request, queryset):
+        if self.value():
+            return queryset.filter(model_version_number=self.value())
+        return queryset
+
+
+class LabelledByFilter(admin.SimpleListFilter):
+    """Every sample one person labelled: how a careless or hostile labeller's work is undone."""
+
+    title = "labelled by"
+    parameter_name = "labelled_by"
+
+    def lookups(self, request, model_admin):
+        return [(str(user.pk), user.get_username()) for user in selectors.correction_authors()]
+
+    def queryset(self, request, queryset):
+        if self.value() and self.value().isdigit():
+            return selectors.samples_labelled_by(queryset, author_id=int(self.value()))
+        return queryset
