@@ -41,16 +41,23 @@ DAYS = 60
 # --- the parent: one fresh database per size ---------------------------------
 
 
-def fresh_database(rows: int):
-    """(DATABASE_URL, drop) for an empty database: a new PostgreSQL one, else SQLite's default."""
+def fresh_database(rows: int, keep: Path | None):
+    """(DATABASE_URL, drop) for the size's database: a new PostgreSQL one, else SQLite's
+    default; with ``keep``, one that outlives the run (made once, filled once)."""
     url = os.environ.get("DATABASE_URL", "")
     if not url.startswith("postgres"):
-        return None, lambda: None
+        if keep is None:
+            return None, lambda: None
+        return f"sqlite:///{keep / f'db_{rows}.sqlite3'}", lambda: None
     import psycopg
 
-    name = f"scale_{rows}_{os.getpid()}"
+    name = f"scale_{rows}" if keep else f"scale_{rows}_{os.getpid()}"
     with psycopg.connect(url.replace("postgres://", "postgresql://"), autocommit=True) as db:
-        db.execute(f"CREATE DATABASE {name}")
+        exists = db.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name]).fetchone()
+        if not exists:
+            db.execute(f"CREATE DATABASE {name}")
+    if keep:
+        return url.rsplit("/", 1)[0] + f"/{name}", lambda: None
 
     def drop():
         with psycopg.connect(url.replace("postgres://", "postgresql://"), autocommit=True) as db:
@@ -60,15 +67,18 @@ def fresh_database(rows: int):
 
 
 def run_size(rows: int, args) -> dict:
-    url, drop = fresh_database(rows)
+    url, drop = fresh_database(rows, args.keep)
     overrides = {"DATABASE_URL": url} if url else {}
+    if args.keep:
+        overrides["MEDIA_ROOT"] = args.keep / f"media_{rows}"
     try:
         with Deployment(**overrides) as deployment:
             deployment.start_redis()
             out = deployment.dir / "figures.json"
             subprocess.run(
                 [sys.executable, __file__, "--child", str(rows), "--out", str(out),
-                 "--repeat", str(args.repeat), "--budget", str(args.budget)],
+                 "--repeat", str(args.repeat), "--budget", str(args.budget),
+                 *(["--keep", str(args.keep)] if args.keep else [])],
                 cwd=ROOT, env=deployment.env, check=True,
             )  # fmt: skip
             return json.loads(out.read_text())
@@ -442,7 +452,7 @@ def export_run(env: dict, out: Path) -> dict:
     return {"ms": elapsed, "peak_mb": usage.ru_maxrss / 1024, "files": exported}
 
 
-def child(rows: int, out: Path, repeat: int, budget: float):
+def child(rows: int, out: Path, repeat: int, budget: float, keep: Path | None):
     import django
 
     django.setup()
@@ -464,11 +474,20 @@ def child(rows: int, out: Path, repeat: int, budget: float):
         assert response.status_code == 201, response.content
 
     figures: dict = {}
-    figures["POST /api/predictions/ (empty database)"] = timed_runs(
-        predict, repeat=max(repeat, 60), budget=budget
-    )
-    Sample.objects.exclude(pk=Sample.objects.order_by("pk").values("pk")[:1]).delete()
-    filled = fill(rows, png)
+    kept = keep / f"filled_{connection.vendor}_{rows}.json" if keep else None
+    if kept is not None and kept.exists():  # filled by an earlier run: its empty figure too
+        earlier = json.loads(kept.read_text())
+        filled, empty = earlier["filled"], earlier["empty"]
+        figures["POST /api/predictions/ (empty database)"] = {**empty, "note": "earlier run"}
+    else:
+        figures["POST /api/predictions/ (empty database)"] = timed_runs(
+            predict, repeat=max(repeat, 60), budget=budget
+        )
+        Sample.objects.exclude(pk=Sample.objects.order_by("pk").values("pk")[:1]).delete()
+        filled = fill(rows, png)
+        if kept is not None:
+            empty = figures["POST /api/predictions/ (empty database)"]
+            kept.write_text(json.dumps({"filled": filled, "empty": empty}))
     print(f"filled {filled}", file=sys.stderr, flush=True)
 
     figures["POST /api/predictions/"] = timed_runs(predict, repeat=max(repeat, 60), budget=budget)
@@ -590,11 +609,20 @@ def main():
     parser.add_argument("--rows", type=int, nargs="+", default=[10_000, 1_000_000])
     parser.add_argument("--repeat", type=int, default=20)
     parser.add_argument("--budget", type=float, default=10.0, help="seconds per measurement")
+    parser.add_argument(
+        "--keep",
+        type=Path,
+        help="a folder for databases and media that outlive the run: filled by the first run "
+        "of a size, measured again (after any new migrations) by the next ones",
+    )
     parser.add_argument("--child", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--out", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.keep:
+        args.keep = args.keep.resolve()
+        args.keep.mkdir(parents=True, exist_ok=True)
     if args.child:
-        child(args.child, args.out, args.repeat, args.budget)
+        child(args.child, args.out, args.repeat, args.budget, args.keep)
         return
     for rows in args.rows:
         print_table(run_size(rows, args))
