@@ -292,15 +292,19 @@ def fill(rows: int, png: bytes) -> dict:
         p[index] = 0.9
         probability_rows[index] = [round(float(x), 6) for x in p / p.sum()]
     replay_keys = rng.random(rows)
+    # Sample.save's keyed hash of the stored name is uniform over 31 bits: so are these.
+    heldout_buckets = rng.integers(0, 2**31, size=rows)
     version_numbers = [v.number for v in versions]
 
     def sample_extra(i: int) -> dict:
-        """The latest prediction kept on the sample, and its place in the replay order."""
+        """The latest prediction kept on the sample, its place in the replay order, its held-out
+        bucket."""
         return {
             "predicted_label": CLASSES[predicted[i]],
             "confidence": float(confidence[i]),
             "model_version_number": version_numbers[i * len(version_numbers) // rows],
             "replay_key": float(replay_keys[i]),
+            "heldout_bucket": int(heldout_buckets[i]),
         }
 
     sample_start = Sample.objects.count() + 1
