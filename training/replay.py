@@ -11,6 +11,7 @@ the fixed evaluation set.
 from dataclasses import dataclass
 
 import numpy as np
+from django.db import connections
 
 from recognition import selectors
 
@@ -68,37 +69,49 @@ def replay_set(*, exclude_ids, per_class: int, every: int, seed: int) -> GlyphSe
     A moderator's label is the one the product trusts most (it outranks users'
     labels), so a class's quota takes moderator-reviewed samples before others.
     Samples lie in a fixed random order (``Sample.replay_key``); a run takes the
-    next ones of each class from a random point of it, so its cost does not grow
-    with the number of labelled samples.
+    next ones of each class from a random point of it, wrapping round once, so its
+    cost does not grow with the number of labelled samples.
     """
+    if per_class <= 0:
+        return GlyphSet.empty()
     candidates = (
         selectors.samples_annotate_heldout(selectors.samples_replayable(), every=every)
         .exclude(in_heldout_share=True)
         .exclude(pk__in=exclude_ids)
+        .order_by("replay_key")
+        .values_list("pk", "label", "moderated", "replay_key")
     )
     rng = np.random.default_rng(seed)
+    starts = {label: float(rng.random()) for label in CLASSES}
+    # Each class and kind: the next ``per_class`` from its start, and from the beginning
+    # in case those run out before the quota is met.
+    windows = []
+    for label, start in starts.items():
+        for moderated in (True, False):
+            of_kind = candidates.filter(label=label, moderated=moderated)
+            windows += [
+                of_kind.filter(replay_key__gte=start)[:per_class],
+                of_kind.filter(replay_key__lt=start)[:per_class],
+            ]
+    in_order: dict[tuple[str, bool], list] = {}
+    for pk, label, moderated, _ in sorted(
+        _rows_of(windows), key=lambda row: (row[3] < starts[row[1]], row[3])
+    ):
+        in_order.setdefault((label, bool(moderated)), []).append(pk)
     chosen: list[int] = []
     for label in CLASSES:
-        start = float(rng.random())
-        of_class = candidates.filter(label=label)
-        picked = _next_in_replay_order(of_class.filter(moderated=True), start, per_class)
-        chosen += picked
-        chosen += _next_in_replay_order(
-            of_class.filter(moderated=False), start, per_class - len(picked)
-        )
+        picked = in_order.get((label, True), [])[:per_class]
+        chosen += picked + in_order.get((label, False), [])[: per_class - len(picked)]
     rows = selectors.samples_trainable().filter(pk__in=chosen).order_by("pk")
     return _glyph_set(rows.values_list("pk", "label", "glyph"))
 
 
-def _next_in_replay_order(samples, start: float, limit: int) -> list[int]:
-    """Up to ``limit`` ids in ``replay_key`` order from ``start``, wrapping round once."""
-    if limit <= 0:
-        return []
-    ordered = samples.order_by("replay_key").values_list("pk", flat=True)
-    ids = list(ordered.filter(replay_key__gte=start)[:limit])
-    if len(ids) < limit:
-        ids += ordered.filter(replay_key__lt=start)[: limit - len(ids)]
-    return ids
+def _rows_of(windows: list) -> list:
+    """The rows of sliced querysets: one UNION ALL statement where the database allows
+    slices inside it (PostgreSQL), else one query each (SQLite, where queries are local)."""
+    if connections[windows[0].db].features.supports_slicing_ordering_in_compound:
+        return list(windows[0].union(*windows[1:], all=True))
+    return [row for window in windows for row in window]
 
 
 def heldout_user_set(*, exclude_ids, every: int, limit: int) -> GlyphSet:
