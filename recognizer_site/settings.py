@@ -146,6 +146,8 @@ LOGGING = {
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": env("LOG_LEVEL", default="INFO")},
+    # The ONNX exporter (manage.py export_model) logs each optimizer pass at INFO.
+    "loggers": {name: {"level": "WARNING"} for name in ("onnxscript", "onnx_ir")},
 }
 
 # Prometheus scrapes of /metrics: this bearer token; unset, loopback only and only with DEBUG.
