@@ -9,7 +9,7 @@ ROOT = Path(__file__).resolve().parent.parent
 # The ML core runs without Django: pretraining, serving and fine-tuning share it.
 ML_CORE = [
     "nn", "preprocessing", "augment", "finetune", "pretraining", "datasets", "classes",
-    "strokes", "fonts", "canvas_eval", "export",
+    "strokes", "fonts", "canvas_eval", "export", "pretraining_sources", "pretraining_report",
 ]  # fmt: skip
 # What training may use of recognition: its reads and its writes, nothing else.
 TRAINING_MAY_USE = {"recognition.selectors", "recognition.services"}

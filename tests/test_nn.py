@@ -92,7 +92,7 @@ def test_pretraining_in_each_precision_gives_a_float32_servable_model():
     glyphs = random_glyphs(64)
     data = GlyphData(glyphs, np.arange(64) % NUM_CLASSES, [f"g{i}" for i in range(64)])
     untrained = nn.build_model().state_dict()
-    for precision in ("fp32", "bf16"):
+    for precision in ("fp32", "bf16", "fp16"):
         model = pretraining.pretrain(
             data, epochs=1, batch_size=16, lr=1e-3, seed=0, precision=precision, progress=False
         )
@@ -104,6 +104,19 @@ def test_pretraining_in_each_precision_gives_a_float32_servable_model():
     assert pretraining.training_precision("auto") in ("bf16", "fp32")
     with pytest.raises(ValueError, match="precision"):
         pretraining.training_precision("fp8")
+
+
+def test_auto_picks_a_device_that_is_here_and_its_native_precision():
+    # This machine has no GPU: auto falls back to the CPU, named GPUs are refused.
+    assert not torch.cuda.is_available() and not torch.backends.mps.is_available()
+    assert pretraining.training_device("auto") == pretraining.training_device("cpu") == "cpu"
+    for device in ("cuda", "mps"):
+        with pytest.raises(pretraining.DeviceUnavailable, match=f"no {device} device"):
+            pretraining.training_device(device)
+    with pytest.raises(ValueError, match="unknown device"):
+        pretraining.training_device("tpu")
+    assert pretraining.training_precision("auto", "mps") == "fp16"
+    assert pretraining.training_precision("fp32", "mps") == "fp32"
 
 
 class InkReader(torch.nn.Module):

@@ -7,7 +7,7 @@ import torch
 from django.core.management import CommandError, call_command
 from torchvision.datasets import MNIST
 
-from training import registry
+from training import pretraining, registry
 from training.models import ModelVersion
 
 from .test_datasets import make_folder, mnist_files, write_raw
@@ -37,6 +37,9 @@ def test_tiny_pretrain_creates_an_active_version_with_metrics(tmp_path):
     )
     assert "mnist_test" in version.metrics["sets"]
     assert version.training_info["kind"] == "pretrain" and version.training_info["epochs"] == 1
+    # No GPU here: auto trains on the CPU, in the precision the CPU computes natively.
+    assert version.training_info["device"] == "cpu"
+    assert version.training_info["precision"] == pretraining.training_precision("auto", "cpu")
     assert registry.weights_sha256(registry.read_verified_weights(version)) == version.sha256
     stored = torch.load(version.weights.path, weights_only=True)
     assert {t.dtype for t in stored.values() if t.is_floating_point()} == {torch.float16}
@@ -68,6 +71,15 @@ def test_install_refuses_a_tampered_export(tmp_path):
     with pytest.raises(CommandError, match="sha256"):
         call_command("install_default_model", "--from", str(tmp_path / "export"), verbosity=0)
     assert not ModelVersion.objects.exists()
+
+
+def test_a_device_that_is_not_here_is_refused_before_any_work(tmp_path):
+    assert not torch.cuda.is_available()
+    with pytest.raises(CommandError, match=r"--device cuda: PyTorch .* finds no cuda device"):
+        tiny_pretrain(tmp_path, "--device", "cuda")
+    assert not ModelVersion.objects.exists() and not (tmp_path / "cache").exists()
+    with pytest.raises(CommandError, match="invalid choice: 'tpu'"):
+        tiny_pretrain(tmp_path, "--device", "tpu")
 
 
 def test_default_pretrain_offline_says_what_to_do(tmp_path, monkeypatch):

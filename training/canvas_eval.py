@@ -66,6 +66,13 @@ def pen_drawings(characters: Sequence[strokes.PenCharacter], *, per_case: int, s
     return picked
 
 
+def held_out_writers(model, stroke_file, *, per_case: int, seed: int) -> dict | None:
+    """``measure`` on a pen-stroke file's held-out writers; None when it has none."""
+    characters = strokes.load_pen_characters(stroke_file, heldout=True)
+    drawings = pen_drawings(characters, per_case=per_case, seed=seed)
+    return measure(model_reader(model), drawings) if drawings else None
+
+
 def skeleton_drawings(data: GlyphData, *, per_case: int, seed: int) -> list[Drawing]:
     """Glyphs re-drawn from their skeletons; the case comes from each image's name."""
     rng = np.random.default_rng(seed)

@@ -1,5 +1,6 @@
 """Pretraining from scratch, its report, and the anchor set kept for fine-tuning (no Django)."""
 
+import contextlib
 import io
 
 import numpy as np
@@ -14,26 +15,76 @@ from .datasets import GlyphData, class_balanced_weights
 
 ANCHORS_PER_CLASS = 50
 DEFAULT_BALANCE = 0.5
-PRECISIONS = ("auto", "bf16", "fp32")
+DEVICES = ("auto", "cpu", "cuda", "mps")
+PRECISIONS = ("auto", "bf16", "fp16", "fp32")
+AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 # Images shown in a default run: 20 epochs of MNIST + the local handwriting, 8 of
-# MNIST + EMNIST letters; about 11 minutes on this project's 2-core machines.
+# MNIST + EMNIST letters (docs/default-model.md has the timings).
 DEFAULT_TRAINING_IMAGES = 1_400_000
 DIGIT_PRIORS = np.arange(-1.0, 2.01, 0.25)
 
 
-def training_precision(requested: str = "auto") -> str:
-    """``bf16`` autocast where the CPU computes bfloat16 natively (oneDNN), else ``fp32``.
+class DeviceUnavailable(ValueError):
+    """The device asked for is not on this machine (or this build of PyTorch)."""
 
-    On this project's machines (AVX512-BF16) a bf16 training step runs about twice
-    as fast and reaches the same accuracy; without native support bf16 is emulated
-    and slower. Weights and the optimizer stay float32 either way, and serving is float32.
+
+def training_device(requested: str = "auto") -> str:
+    """``auto``: CUDA, then Apple's MPS, then the CPU; a device named must be there."""
+    if requested not in DEVICES:
+        raise ValueError(f"unknown device {requested!r}; choose one of {', '.join(DEVICES)}")
+    available = {
+        "cuda": torch.cuda.is_available(),
+        "mps": torch.backends.mps.is_available(),
+        "cpu": True,
+    }
+    if requested == "auto":
+        return next(device for device in ("cuda", "mps", "cpu") if available[device])
+    if not available[requested]:
+        raise DeviceUnavailable(
+            f"PyTorch {torch.__version__} finds no {requested} device on this machine"
+        )
+    return requested
+
+
+def training_precision(requested: str = "auto", device: str = "cpu") -> str:
+    """The autocast arithmetic; ``auto`` takes what the device computes natively and fast.
+
+    CUDA: bf16 where the GPU has it, else fp16 (with loss scaling); MPS: fp16; the
+    CPU: bf16 where oneDNN computes it natively (AVX512-BF16 or AMX), else fp32,
+    as emulated bf16 is slower. Weights and the optimizer stay float32 either way,
+    and serving is float32.
     """
     if requested not in PRECISIONS:
         raise ValueError(f"unknown precision {requested!r}; choose one of {', '.join(PRECISIONS)}")
     if requested != "auto":
         return requested
-    # PyTorch's own test of oneDNN bf16 support (AVX512-BF16 or AMX); there is no public one.
+    if device == "cuda":
+        return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+    if device == "mps":
+        return "fp16"
+    # PyTorch's own test of oneDNN bf16 support; there is no public one.
     return "bf16" if torch.ops.mkldnn._is_mkldnn_bf16_supported() else "fp32"
+
+
+class MixedPrecision:
+    """Autocast and loss scaling for one device and precision; plain float32 for ``fp32``."""
+
+    def __init__(self, device: str, precision: str):
+        self.device = device
+        self.dtype = AUTOCAST_DTYPES.get(precision)
+        # fp16 gradients underflow without loss scaling; bf16 has float32's range.
+        self.scaler = torch.amp.GradScaler(device, enabled=precision == "fp16")
+
+    def autocast(self):
+        if self.dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(self.device, dtype=self.dtype)
+
+    def step(self, loss: torch.Tensor, optimizer: torch.optim.Optimizer) -> None:
+        optimizer.zero_grad(set_to_none=True)
+        self.scaler.scale(loss).backward()
+        self.scaler.step(optimizer)
+        self.scaler.update()
 
 
 def default_epochs(images: int) -> int:
@@ -60,6 +111,7 @@ def pretrain(
     seed: int,
     balance: float = DEFAULT_BALANCE,
     precision: str = "auto",
+    device: str = "cpu",
     threads: int = 2,
     progress: bool = True,
     initial: torch.nn.Module | None = None,
@@ -69,14 +121,15 @@ def pretrain(
     A fresh one unless ``initial`` is given: starting from an earlier model's weights
     reaches the same place in a fraction of the steps where training is slow.
 
-    Batches are channels-last, which takes oneDNN's fast convolutions (about 1.5x
-    faster a step), and run under ``training_precision(precision)``.
+    Trains on ``device`` (a ``training_device``) under ``training_precision(precision,
+    device)``; batches are channels-last, which takes oneDNN's fast convolutions on
+    the CPU. The model comes back on the CPU, in float32.
     """
     torch.set_num_threads(threads)
     torch.manual_seed(seed)
     generator = torch.Generator().manual_seed(seed)
-    autocast = training_precision(precision) == "bf16"
-    model = (initial or nn.build_model()).to(memory_format=torch.channels_last)
+    arithmetic = MixedPrecision(device, training_precision(precision, device))
+    model = (initial or nn.build_model()).to(device, memory_format=torch.channels_last)
     x_all = nn.glyphs_to_tensor(train.glyphs)
     y_all = torch.as_tensor(train.labels, dtype=torch.long)
     weights = torch.as_tensor(sampling_weights(train.labels, balance=balance))
@@ -96,20 +149,19 @@ def pretrain(
         running_loss = 0.0
         for _ in bar:
             index = torch.multinomial(weights, batch_size, replacement=True, generator=generator)
-            x = augment_batch(x_all[index], generator).contiguous(memory_format=torch.channels_last)
-            y = y_all[index]
-            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
+            # Augmented on the CPU, from one random stream: a seed draws the same batches anywhere.
+            x = augment_batch(x_all[index], generator).to(device, memory_format=torch.channels_last)
+            y = y_all[index].to(device)
+            with arithmetic.autocast():
                 logits = model(x)
             loss = F.cross_entropy(logits.float(), y, label_smoothing=0.05)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
+            arithmetic.step(loss, optimizer)
             schedule.step()
             running_loss = 0.98 * running_loss + 0.02 * loss.item() if seen else loss.item()
             seen += len(y)
             correct += int((logits.argmax(1) == y).sum())
             bar.set_postfix(loss=f"{running_loss:.3f}", acc=f"{correct / seen:.3f}")
-    return model.to(memory_format=torch.contiguous_format).eval()
+    return model.to("cpu", memory_format=torch.contiguous_format).eval()
 
 
 def choose_digit_prior(
