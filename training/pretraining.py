@@ -19,7 +19,7 @@ DEVICES = ("auto", "cpu", "cuda", "mps")
 PRECISIONS = ("auto", "bf16", "fp16", "fp32")
 AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 # Images shown in a default run: 20 epochs of MNIST + the local handwriting, 8 of
-# MNIST + EMNIST letters (docs/default-model.md has the timings).
+# MNIST + EMNIST letters (docs/benchmarks.md has the time it takes).
 DEFAULT_TRAINING_IMAGES = 1_400_000
 DIGIT_PRIORS = np.arange(-1.0, 2.01, 0.25)
 
@@ -59,7 +59,7 @@ def training_precision(requested: str = "auto", device: str = "cpu") -> str:
     if requested != "auto":
         return requested
     if device == "cuda":
-        return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+        return "bf16" if torch.cuda.is_bf16_supported(including_emulation=False) else "fp16"
     if device == "mps":
         return "fp16"
     # PyTorch's own test of oneDNN bf16 support; there is no public one.
