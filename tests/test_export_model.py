@@ -9,6 +9,7 @@ import onnxruntime
 import pytest
 import torch
 from django.core.management import CommandError, call_command
+from django.utils import timezone
 from PIL import Image
 
 from recognition import services as recognition_services
@@ -18,7 +19,7 @@ from training.models import ModelVersion
 from training.preprocessing import PREPROCESSING_VERSION, preprocess_image
 from training.registry import active_model
 
-from .conftest import HANDWRITING, misread_handwriting
+from .conftest import HANDWRITING, copy_of, misread_handwriting
 from .test_version_store import corrected, run_queued
 
 pytestmark = [
@@ -155,6 +156,16 @@ def test_bad_requests_are_refused_with_a_reason_and_leave_nothing(default_model,
         export_to(out, "torchscript")
     assert [p.name for p in out.iterdir()] == ["model.json"]
 
+    pruned = copy_of(default_model)
+    ModelVersion.objects.filter(pk=pruned.pk).update(pruned_at=timezone.now())
+    with pytest.raises(CommandError, match=f"v{pruned.number} was pruned"):
+        export_to(out, "torchscript", "--version", str(pruned.number))
+
+    Path(default_model.weights.path).write_bytes(b"altered")
+    with pytest.raises(CommandError, match=r"Cannot export v1: .*sha256"):
+        export_to(out, "torchscript")
+
     ModelVersion.objects.update(status=ModelVersion.Status.RETIRED)
     with pytest.raises(CommandError, match="No model version is active"):
         export_to(out, "torchscript")
+    assert [p.name for p in out.iterdir()] == ["model.json"]

@@ -38,6 +38,10 @@ class Command(BaseCommand):
             )
         except OSError as error:
             raise CommandError(f"Cannot write the export to {out}: {error}") from None
+        except ImportError as error:
+            raise CommandError(
+                f"{options['format']} export needs the packages of requirements.txt: {error}"
+            ) from None
         names = ", ".join(path.name for path in written)
         self.stdout.write(
             self.style.SUCCESS(
