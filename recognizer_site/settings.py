@@ -268,7 +268,7 @@ CELERY_BEAT_SCHEDULE = {
 # older retired and rejected ones lose their files (see `manage.py prune_versions`).
 PRUNE_KEEP_VERSIONS = env.int("PRUNE_KEEP_VERSIONS", default=200)
 
-# --- Online learning (training/services.py, training/runs.py) -------------
+# --- Online learning (training/services/, training/runs.py) -------------
 # Operator knobs only; how a fine-tune trains is FineTuneConfig's (training/finetune.py).
 FINE_TUNE = {
     # Unset: FineTuneConfig's steps and time budget.

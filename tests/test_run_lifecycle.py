@@ -15,6 +15,7 @@ from recognition import services as recognition_services
 from recognition.models import Correction
 from training import registry, replay, runs, services
 from training.models import ModelVersion, TrainingRun
+from training.services import fine_tuning
 
 from .conftest import ONE, SEVEN, ZERO, copy_of, draw_png, misread_handwriting, teacher
 
@@ -45,7 +46,7 @@ def fall_silent():
 
 def test_a_run_the_sweep_failed_while_it_ran_publishes_nothing(default_model, quick, monkeypatch):
     sample, outcome = corrected(*misread_handwriting(1)[0])
-    real_gate = services.gate
+    real_gate = fine_tuning.gate
     sweeps = []
 
     def gate_then_sweep(**kwargs):
@@ -54,7 +55,7 @@ def test_a_run_the_sweep_failed_while_it_ran_publishes_nothing(default_model, qu
         sweeps.append(runs.training_runs_sweep())
         return decision
 
-    monkeypatch.setattr(services, "gate", gate_then_sweep)
+    monkeypatch.setattr(fine_tuning, "gate", gate_then_sweep)
     returned = services.training_run_execute(run_id=outcome.training_run.pk)
     monkeypatch.undo()
 
@@ -85,8 +86,8 @@ def test_slow_phases_between_steps_do_not_lose_a_live_run(
     _, outcome = corrected(*misread_handwriting(1)[0])
     real_loading, real_gate, real_fine_tune = (
         replay.heldout_user_set,
-        services.gate,
-        services.fine_tune,
+        fine_tuning.gate,
+        fine_tuning.fine_tune,
     )
     sweeps = []
 
@@ -105,8 +106,8 @@ def test_slow_phases_between_steps_do_not_lose_a_live_run(
         return real_fine_tune(*args, **kwargs)
 
     monkeypatch.setattr(replay, "heldout_user_set", slow_loading)
-    monkeypatch.setattr(services, "gate", slow_gate)
-    monkeypatch.setattr(services, "fine_tune", fine_tune_after_a_sweep)
+    monkeypatch.setattr(fine_tuning, "gate", slow_gate)
+    monkeypatch.setattr(fine_tuning, "fine_tune", fine_tune_after_a_sweep)
     run = services.training_run_execute(run_id=outcome.training_run.pk)
 
     assert [sweep["failed_stale"] for sweep in sweeps] == [0, 0]
