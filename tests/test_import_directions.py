@@ -48,14 +48,24 @@ def violations(app: str, rule) -> list[str]:
     )
 
 
+def in_ml_core(path: Path) -> bool:
+    """training/<core>.py, or any module of a package training/<core>/."""
+    parts = path.relative_to(ROOT).with_suffix("").parts
+    return len(parts) > 1 and parts[0] == "training" and parts[1] in ML_CORE
+
+
+def is_training_module(name: str) -> bool:
+    return (ROOT / "training" / f"{name}.py").exists() or (ROOT / "training" / name).is_dir()
+
+
 def ml_core_rule(path: Path, name: str) -> bool:
-    if path.stem not in ML_CORE or path.parent.name != "training":
+    if not in_ml_core(path):
         return False
     parts = name.split(".")
     # ``from .classes import CLASSES`` also reads as training.classes.CLASSES: fine.
     beside = parts[0] == "training" and len(parts) > 1 and parts[1] not in ML_CORE
     return parts[0] in {"django", "rest_framework", "celery", "recognition", "recognizer_site"} or (
-        beside and parts[1] != "" and (ROOT / "training" / f"{parts[1]}.py").exists()
+        beside and parts[1] != "" and is_training_module(parts[1])
     )
 
 
@@ -99,6 +109,7 @@ def test_the_check_sees_a_wrong_import(tmp_path, monkeypatch):
     source = "from django.conf import settings\nfrom recognition.models import Sample\n"
     monkeypatch.setattr(Path, "read_text", lambda self: source if self == wrong else "")
     assert ml_core_rule(wrong, "django.conf")
+    assert ml_core_rule(ROOT / "training" / "datasets" / "glyphs.py", "training.services")
     assert training_rule(wrong, "recognition.models")
     assert faces_rule("training")(wrong, "recognition.dashboard")
     assert imports(wrong) >= {"django.conf", "recognition.models", "recognition.models.Sample"}
