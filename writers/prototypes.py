@@ -16,8 +16,8 @@ import torch
 from training.classes import CLASS_INDEX, NUM_CLASSES
 from training.nn import glyphs_to_tensor
 
-THRESHOLD = 0.7
-GAIN = 16.0
+THRESHOLD = 0.8
+GAIN = 32.0
 # The newest labels a writer keeps: 128 rows of 256 float16 features is 64 KiB.
 MAX_PROTOTYPES = 128
 
