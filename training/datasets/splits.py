@@ -16,8 +16,8 @@ VALIDATION_SHARE = 0.05
 
 # Uppercase I, O, S and Z are written exactly like the digits 1, 0, 5 and 2. The
 # product reads lowercase letters, so training on those uppercase images would
-# only teach the model to call digits letters (on MNIST, 1 -> i was the largest
-# confusion). Files are named <case>_<n>.png under their lowercase class.
+# only teach the model to call digits letters. Files are named <case>_<n>.png
+# under their lowercase class.
 DIGIT_LOOKALIKES = {"i", "o", "s", "z"}
 
 
