@@ -1,12 +1,12 @@
 from django.urls import path
 from rest_framework.routers import DefaultRouter
 
-from . import views
+from . import samples, versions, views
 
 router = DefaultRouter()
-router.register("samples", views.SampleViewSet, basename="sample")
-router.register("model-versions", views.ModelVersionViewSet, basename="model-version")
-router.register("training-runs", views.TrainingRunViewSet, basename="training-run")
+router.register("samples", samples.SampleViewSet, basename="sample")
+router.register("model-versions", versions.ModelVersionViewSet, basename="model-version")
+router.register("training-runs", versions.TrainingRunViewSet, basename="training-run")
 
 urlpatterns = [
     path("predictions/", views.PredictionCreateApi.as_view(), name="prediction-create"),

@@ -1,51 +1,31 @@
-"""Thin API views: validate, call a service or a selector, shape the answer."""
+"""The page's two API calls: recognize a drawing, correct its label.
 
-import django_filters
-from django.db.models import Prefetch
-from django.http import Http404
-from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiResponse, extend_schema
-from rest_framework import mixins, serializers, status, viewsets
-from rest_framework.decorators import action
-from rest_framework.exceptions import NotAcceptable, NotFound
-from rest_framework.negotiation import DefaultContentNegotiation
+Thin views: validate, call a service or a selector, shape the answer.
+"""
+
+from drf_spectacular.utils import extend_schema
+from rest_framework import serializers, status
+from rest_framework.exceptions import NotFound
 from rest_framework.parsers import MultiPartParser
-from rest_framework.permissions import AllowAny, BasePermission, IsAdminUser
+from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from recognition import selectors, services
 from recognition.context import DEFAULT_CONTEXT
 from recognition.models import Correction, Sample
-from recognition.views import drawing_response
-from training import services as training_services
-from training.models import ModelVersion, TrainingRun
 from writers.identity import WRITER_NAME_MAX_LENGTH, writer_of
 
+from .fields import ContextField, DrawingField, LabelField, StrokesField
 from .parsers import JSONParser
 from .serializers import (
-    ContextField,
+    ERRORS,
+    UNAVAILABLE,
     CorrectionSerializer,
-    DrawingField,
-    ErrorSerializer,
-    LabelField,
-    ModelVersionSerializer,
-    SampleDetailSerializer,
-    SampleListSerializer,
-    StrokesField,
     TopLabelSerializer,
     TrainingRunBriefSerializer,
-    TrainingRunPublicSerializer,
-    TrainingRunSerializer,
 )
 from .throttles import AnonThrottle, CorrectionThrottle, UserThrottle
-
-ERRORS = {
-    400: OpenApiResponse(ErrorSerializer, description="Bad input, with a code and a reason"),
-    404: OpenApiResponse(ErrorSerializer, description="No such object"),
-    429: OpenApiResponse(ErrorSerializer, description="Throttled"),
-}
-UNAVAILABLE = OpenApiResponse(ErrorSerializer, description="The request counter is unreachable")
 
 
 def _session_key(request, *, create: bool) -> str:
@@ -175,130 +155,3 @@ class CorrectionCreateApi(APIView):
             self.CorrectionOutputSerializer(correction).data,
             status=status.HTTP_201_CREATED,
         )
-
-
-class CanViewSamples(BasePermission):
-    """Drawings belong to the people who made them: staff, or a user allowed to view samples."""
-
-    def has_permission(self, request, view):
-        user = request.user
-        return bool(user and user.is_authenticated) and (
-            user.is_staff or user.has_perm("recognition.view_sample")
-        )
-
-
-class SampleFilter(django_filters.FilterSet):
-    label = django_filters.ChoiceFilter(choices=Sample._meta.get_field("label").choices)
-    predicted_label = django_filters.CharFilter()
-    status = django_filters.ChoiceFilter(choices=Sample.Status.choices)
-    corrected = django_filters.BooleanFilter()
-    model_version = django_filters.NumberFilter(field_name="model_version_number")
-    min_confidence = django_filters.NumberFilter(field_name="confidence", lookup_expr="gte")
-    max_confidence = django_filters.NumberFilter(field_name="confidence", lookup_expr="lte")
-    source = django_filters.ChoiceFilter(choices=Sample.Source.choices)
-
-    class Meta:
-        model = Sample
-        fields: list = []
-
-
-class ErrorsAsJsonNegotiation(DefaultContentNegotiation):
-    """A client that accepts only the file still gets its errors, as JSON, not a 406."""
-
-    def select_renderer(self, request, renderers, format_suffix=None):
-        try:
-            return super().select_renderer(request, renderers, format_suffix)
-        except NotAcceptable:
-            return renderers[0], renderers[0].media_type
-
-
-class SampleViewSet(viewsets.ReadOnlyModelViewSet):
-    """Samples with their latest prediction; the detail has every prediction and correction."""
-
-    permission_classes = [CanViewSamples]
-    filterset_class = SampleFilter
-
-    def get_queryset(self):
-        return selectors.sample_list()
-
-    def get_serializer_class(self):
-        return SampleDetailSerializer if self.action == "retrieve" else SampleListSerializer
-
-    def get_object(self):
-        try:
-            sample_id = int(self.kwargs["pk"])
-            if self.action == "drawing":  # the file's name is all it needs
-                return Sample.objects.get(pk=sample_id)
-            return selectors.sample_detail(sample_id=sample_id)
-        except (Sample.DoesNotExist, ValueError, OverflowError):
-            raise NotFound(f"No sample {self.kwargs['pk']}.") from None
-
-    @extend_schema(
-        responses={
-            (200, "image/png"): OpenApiResponse(OpenApiTypes.BINARY, description="The PNG"),
-            404: ERRORS[404],
-        }
-    )
-    @action(detail=True, content_negotiation_class=ErrorsAsJsonNegotiation)
-    def drawing(self, request, pk=None):
-        """The stored drawing as a PNG, streamed; browsers may cache it privately."""
-        sample = self.get_object()
-        try:
-            return drawing_response(sample)
-        except Http404 as missing:  # the file is gone from storage
-            raise NotFound(str(missing)) from None
-
-
-class CanActivateModelVersions(BasePermission):
-    """Staff with ``training.change_modelversion`` (checked again by the service)."""
-
-    def has_permission(self, request, view):
-        user = request.user
-        return bool(user and user.is_authenticated and user.is_staff) and user.has_perm(
-            "training.change_modelversion"
-        )
-
-
-class ModelVersionViewSet(viewsets.ReadOnlyModelViewSet):
-    """Model versions, newest first; staff activate one to roll back or forward."""
-
-    queryset = ModelVersion.objects.select_related("parent")
-    serializer_class = ModelVersionSerializer
-    permission_classes = [AllowAny]
-
-    @extend_schema(responses={200: ModelVersionSerializer, 404: ERRORS[404]})
-    @action(detail=False)
-    def active(self, request):
-        version = self.get_queryset().filter(status=ModelVersion.Status.ACTIVE).first()
-        if version is None:
-            raise NotFound("No model version is active.")
-        return Response(self.get_serializer(version).data)
-
-    @extend_schema(request=None, responses={200: ModelVersionSerializer, **ERRORS})
-    @action(detail=True, methods=["post"], permission_classes=[CanActivateModelVersions])
-    def activate(self, request, pk=None):
-        version = self.get_object()
-        training_services.model_version_activate(version=version, user=request.user)
-        return Response(self.get_serializer(version).data)
-
-
-class TrainingRunViewSet(mixins.RetrieveModelMixin, mixins.ListModelMixin, viewsets.GenericViewSet):
-    """Fine-tunes and their progress; anyone may follow a run, staff may list them."""
-
-    queryset = TrainingRun.objects.select_related(
-        "parent_version", "result_version"
-    ).prefetch_related(Prefetch("corrections", queryset=Correction.objects.only("pk")))
-    serializer_class = TrainingRunSerializer
-
-    def get_serializer_class(self):
-        if self.request is not None and self.request.user.is_staff:
-            return TrainingRunSerializer
-        return TrainingRunPublicSerializer
-
-    @extend_schema(responses={200: TrainingRunPublicSerializer, 404: ERRORS[404]})
-    def retrieve(self, request, *args, **kwargs):
-        """Anyone may follow a run's status and progress; staff get its figures too."""
-        return super().retrieve(request, *args, **kwargs)
-
-    def get_permissions(self):
-        return [AllowAny()] if self.action == "retrieve" else [IsAdminUser()]
