@@ -9,17 +9,26 @@ from .. import selectors
 from ..models import LABEL_CHOICES
 
 
-class ProposedFilter(admin.SimpleListFilter):
-    title = "proposed"
-    parameter_name = "proposed"
+class YesNoFilter(admin.SimpleListFilter):
+    """Samples whose boolean column ``field`` is true (yes) or false (no)."""
+
+    field = yes = no = ""
 
     def lookups(self, request, model_admin):
-        return [("yes", "A correction awaits review"), ("no", "Nothing awaits review")]
+        return [("yes", self.yes), ("no", self.no)]
 
     def queryset(self, request, queryset):
         if self.value() in ("yes", "no"):
-            return queryset.filter(proposed=self.value() == "yes")
+            return queryset.filter(**{self.field: self.value() == "yes"})
         return queryset
+
+
+class ProposedFilter(YesNoFilter):
+    title = "proposed"
+    parameter_name = "proposed"
+    field = "proposed"
+    yes = "A correction awaits review"
+    no = "Nothing awaits review"
 
 
 class PredictedLabelFilter(admin.SimpleListFilter):
@@ -33,17 +42,12 @@ class PredictedLabelFilter(admin.SimpleListFilter):
         return queryset.filter(predicted_label=self.value()) if self.value() else queryset
 
 
-class DisagreementFilter(admin.SimpleListFilter):
+class DisagreementFilter(YesNoFilter):
     title = "disagreement"
     parameter_name = "disputed"
-
-    def lookups(self, request, model_admin):
-        return [("yes", "Label differs from prediction"), ("no", "Label agrees or no label")]
-
-    def queryset(self, request, queryset):
-        if self.value() in ("yes", "no"):
-            return queryset.filter(disputed=self.value() == "yes")
-        return queryset
+    field = "disputed"
+    yes = "Label differs from prediction"
+    no = "Label agrees or no label"
 
 
 class ConfidenceBandFilter(admin.SimpleListFilter):

@@ -77,6 +77,14 @@ def cached(cache_dir: Path | None, key: str, build) -> GlyphData:
     return data
 
 
+def source_file(path) -> Path:
+    """``path`` as a Path, or DatasetUnavailable saying how to pass data when it is no file."""
+    path = Path(path)
+    if not path.is_file():
+        raise DatasetUnavailable(f"{path} is not a file. {OFFLINE_HELP}")
+    return path
+
+
 def file_key(path: Path) -> str:
     """A cache key part that changes when the file does."""
     stat = path.stat()

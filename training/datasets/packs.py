@@ -1,19 +1,16 @@
 """EMNIST-style packs: one npz of images, labels and cases."""
 
-from pathlib import Path
-
 import numpy as np
 
 from ..classes import CLASS_INDEX
 from .glyphs import (
-    OFFLINE_HELP,
-    DatasetUnavailable,
     GlyphData,
     cached,
     file_key,
     gather,
     parallel,
     preprocess_array,
+    source_file,
 )
 
 
@@ -23,9 +20,7 @@ def load_pack(path, *, cache_dir=None, jobs: int = 1) -> GlyphData:
     Each image is named ``<pack>/<label>/<case>_<index>``, as image folders name
     theirs, so the held-out split, the case and the look-alike rules read the same.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise DatasetUnavailable(f"{path} is not a file. {OFFLINE_HELP}")
+    path = source_file(path)
 
     def build() -> GlyphData:
         with np.load(path, allow_pickle=False) as pack:

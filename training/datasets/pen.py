@@ -1,20 +1,17 @@
 """Pen-stroke characters, drawn as training images the way a canvas would draw them."""
 
-from pathlib import Path
-
 import numpy as np
 
 from .. import strokes as pen_strokes
 from ..classes import CLASS_INDEX
 from .glyphs import (
-    OFFLINE_HELP,
-    DatasetUnavailable,
     GlyphData,
     cached,
     file_key,
     gather,
     glyph_or_none,
     parallel,
+    source_file,
 )
 
 # Pen widths and canvases that pen-stroke training images are drawn at: the whole
@@ -38,9 +35,7 @@ def load_pen_strokes(
     Each character is drawn ``copies`` times, each at a random pen width, canvas,
     size and place, so the network sees every writer at every pen width.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise DatasetUnavailable(f"{path} is not a file. {OFFLINE_HELP}")
+    path = source_file(path)
 
     def build() -> GlyphData:
         characters = pen_strokes.load_pen_characters(path, heldout=heldout)
