@@ -6,8 +6,9 @@ canvas PNGs, labels each "1", and repeats one correction 20 times; the shared
 model's reading of 200 other 7s, the versions and the bytes of weights are
 compared before and after. Under LEARN_FROM=everyone (a private install) a misread
 drawing is corrected 20 times: the repeats must add no version. The size of that
-fine-tune's stored files is set beside what a full set of weights costs (what
-every fine-tune stored before head-only versions). Last, a client that sends a
+fine-tune's stored file (the tensors it trained) is set beside what the whole head
+(stored until deltas) and a full set of weights (stored before head-only versions)
+cost. Last, a client that sends a
 new X-Forwarded-For with every request meets the same anonymous throttle.
 
     .venv/bin/python bench/abuse.py
@@ -70,7 +71,7 @@ def store(deployment: Deployment) -> dict:
         "-c",
         "from training.models import ModelVersion\n"
         "import json\n"
-        "print(json.dumps([[v.number, v.status, v.weights.name, v.trunk_id is not None] "
+        "print(json.dumps([[v.number, v.status, v.weights.name, v.base_id is not None] "
         "for v in ModelVersion.objects.order_by('number')]))",
     )
     versions = json.loads(rows.strip().splitlines()[-1])
@@ -167,28 +168,31 @@ def everyone_run() -> None:
         new = [v for v in first["versions"] if v[0] not in known]
         media = Path(deployment.env["MEDIA_ROOT"])
         sizes = []
-        for number, status, name, head_only in new:
-            full = deployment.manage(
+        for number, status, name, delta in new:
+            earlier = deployment.manage(
                 "shell",
                 "-c",
                 "from training import nn, registry\n"
                 "from training.models import ModelVersion\n"
                 f"v = ModelVersion.objects.get(number={number})\n"
-                "print(len(nn.serialize_state(registry.version_load_model(v))))",
+                "model = registry.version_load_model(v)\n"
+                "head = nn.serialize_delta(model, names=nn.STORED['head'], base_sha256=v.sha256)\n"
+                "print(len(head), len(nn.serialize_state(model)))",
             )
-            stored = (media / name).stat().st_size
-            sizes.append((number, status, head_only, stored, int(full.strip().splitlines()[-1])))
+            head, full = map(int, earlier.strip().splitlines()[-1].split())
+            sizes.append((number, status, delta, (media / name).stat().st_size, head, full))
     print(f"\nLEARN_FROM=everyone: a misread drawing (the {tried}. tried) corrected to {label!r}, "
           f"then the same correction {REPEATS - 1} more times")  # fmt: skip
     print(f"  the first: versions {len(before['versions'])} -> {len(first['versions'])}")
     print(f"  the repeats: {states}, training runs queued {len(runs)}, versions "
           f"{len(first['versions'])} -> {len(after['versions'])} "
           f"({len(after['versions']) - len(first['versions'])} added)")  # fmt: skip
-    for number, status, head_only, stored, full in sizes:
-        kind = "head only" if head_only else "full weights"
-        print(f"  v{number} ({status}) stores {stored:,} bytes ({kind}); "
-              f"a full fp32 set, as every fine-tune stored before: {full:,} bytes "
-              f"({full / stored:.1f}x)")  # fmt: skip
+    for number, status, delta, stored, head, full in sizes:
+        kind = "the tensors it trained" if delta else "full weights"
+        print(f"  v{number} ({status}) stores {stored:,} bytes ({kind}); the whole head at "
+              f"half precision, as head-only fine-tunes stored until deltas: {head:,} bytes "
+              f"({head / stored:.0f}x); a full fp32 set, as every fine-tune stored before: "
+              f"{full:,} bytes ({full / stored:.0f}x)")  # fmt: skip
 
 
 def throttle_run() -> None:

@@ -10,7 +10,7 @@ setting: corrections that passed the gate, the median run time, accuracy on the
 fixed evaluation set, on the other held-out handwriting, and how many of the
 taught images the final model reads right.
 
-    .venv/bin/python bench/finetune_configs.py [--corrections 10] [--threads 1]
+    .venv/bin/python bench/finetune_configs.py [--corrections 10] [--threads 1] [--scopes]
 """
 
 import argparse
@@ -27,7 +27,8 @@ sys.path.insert(0, str(ROOT))
 
 from bench.handwriting import heldout_handwriting  # noqa: E402
 from training import nn  # noqa: E402
-from training.finetune import FineTuneConfig, FrozenTrunk, RootBound, fine_tune, gate  # noqa: E402
+from training.finetune import FineTuneConfig, RootBound, fine_tune, gate  # noqa: E402
+from training.trunk import FrozenTrunk  # noqa: E402
 
 DEFAULT_MODEL = ROOT / "training" / "default_model"
 SETTINGS = [
@@ -45,6 +46,15 @@ SETTINGS = [
     {"trainable": "head", "learning_rate": 1e-3, "steps": 30},
     {"trainable": "head", "learning_rate": 3e-4, "steps": 60},
     {"trainable": "head", "learning_rate": 1e-4, "steps": 60},
+]
+# What a version stores: the scopes of the classifier that a fine-tune may train.
+SCOPES = [
+    {"trainable": "head", "learning_rate": 3e-4, "steps": 60},
+    {"trainable": "last", "learning_rate": 3e-4, "steps": 60},
+    {"trainable": "last", "learning_rate": 1e-3, "steps": 60},
+    {"trainable": "last", "learning_rate": 3e-3, "steps": 60},
+    {"trainable": "lowrank", "learning_rate": 3e-4, "steps": 60},
+    {"trainable": "lowrank", "learning_rate": 1e-3, "steps": 60},
 ]
 MAX_FORGETTING = 0.01
 MAX_TOTAL_FORGETTING = 0.005
@@ -77,6 +87,8 @@ def stream(base, config: dict, taught: np.ndarray, pool, anchors) -> dict:
             config=FineTuneConfig(seed=position, **config),
             trunk=trunk,
         )
+        if config.get("trainable", "head") != "all":
+            nn.as_stored(candidate, config.get("trainable", "head"))  # judged as stored
         decision = gate(
             parent=model,
             candidate=candidate,
@@ -106,6 +118,9 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--corrections", type=int, default=10)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument(
+        "--scopes", action="store_true", help="compare what a fine-tune trains (and stores)"
+    )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     base = nn.deserialize_state((DEFAULT_MODEL / "weights.pt").read_bytes())
@@ -121,7 +136,7 @@ def main():
     others_before = accuracy(base, pool[0][others], pool[1][others])
     print(f"before: fixed set {100 * fixed_before:.2f}%, others {100 * others_before:.2f}%")
     print(f"{'setting':<58} {'passed':>6} {'s/run':>6} {'fixed':>7} {'others':>7} {'taught':>7}")
-    for config in SETTINGS:
+    for config in SCOPES if args.scopes else SETTINGS:
         result = stream(base, config, taught, pool, anchors)
         print(
             f"{json.dumps(config):<58} {result['passed']:>3}/{len(taught):<2} "

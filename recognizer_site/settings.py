@@ -275,6 +275,8 @@ FINE_TUNE = {
     "STEPS": env.int("FINE_TUNE_STEPS", default=None),
     "MAX_SECONDS": env.float("FINE_TUNE_MAX_SECONDS", default=None),
     "THREADS": env.int("FINE_TUNE_THREADS", default=2),
+    # Unset: FineTuneConfig's trainable part ("last"); "head", "all" train and store more.
+    "SCOPE": env.str("FINE_TUNE_SCOPE", default=None),
     # Candidates (from different seeds) a run may try before the gate's "no" stands.
     "ATTEMPTS": env.int("FINE_TUNE_ATTEMPTS", default=2),
     # Gate: the largest accuracy drop on the fixed evaluation set we publish ...

@@ -117,7 +117,7 @@ def copy_of(version: ModelVersion, *, activate: bool = False) -> ModelVersion:
         metrics={},
         training_info={"kind": "copy"},
         parent=version,
-        trunk=version.trunk,  # a head-only version's copy keeps its trunk
+        base=version.base,  # a delta's copy keeps its base
         activate=activate,
     )
 

@@ -119,7 +119,7 @@ def test_a_head_only_fine_tuned_version_exports_with_its_own_answers(
     for png, label in misread:
         corrected(png, label)
     fine_tuned = run_queued().result_version
-    assert fine_tuned is not None and fine_tuned.trunk == default_model
+    assert fine_tuned is not None and fine_tuned.base == default_model
     pngs = [png for png, _ in misread] + handwriting_pngs(6)
     registry.version_activate(version=default_model)  # the export must not need it active
     export_to(tmp_path / "parent", "onnx")

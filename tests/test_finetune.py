@@ -5,7 +5,8 @@ import pytest
 import torch
 
 from training import nn
-from training.finetune import FineTuneConfig, FrozenTrunk, RootBound, fine_tune, gate
+from training.finetune import FineTuneConfig, RootBound, fine_tune, gate
+from training.trunk import FrozenTrunk
 
 from .test_nn import DEFAULT_WEIGHTS, random_glyphs
 
@@ -103,3 +104,29 @@ def test_the_trunk_remembers_each_glyph_once_within_its_capacity(committed):
 def test_a_head_fine_tune_refuses_another_models_trunk(committed):
     with pytest.raises(ValueError, match="trunk"):
         head_tuned(committed, trunk=FrozenTrunk(nn.build_model().eval()))
+
+
+@pytest.mark.parametrize("scope", ["last", "head", "lowrank"])
+def test_a_fine_tune_returns_exactly_what_its_stored_delta_loads_as(committed, scope):
+    model, glyphs, labels, _ = committed
+    misread = np.flatnonzero(nn.predict_proba(model, glyphs).argmax(axis=1) != labels)[:1]
+    candidate = fine_tune(
+        model,
+        new_glyphs=glyphs[misread],
+        new_labels=labels[misread],
+        replay_glyphs=glyphs[::4],
+        replay_labels=labels[::4],
+        config=FineTuneConfig(trainable=scope, steps=5),
+    )
+    delta = nn.serialize_delta(candidate, names=nn.STORED[scope], base_sha256="base")
+    if scope == "last":
+        assert len(delta) < 25_000  # 9,508 numbers at half precision
+    loaded = nn.apply_delta(
+        nn.deserialize_state(DEFAULT_WEIGHTS.read_bytes()), delta, base_sha256="base"
+    )
+    for name, tensor in candidate.state_dict().items():
+        assert torch.equal(loaded.state_dict()[name], tensor), name
+        if name not in nn.STORED[scope]:
+            assert torch.equal(tensor, model.state_dict()[name]), name
+    with pytest.raises(ValueError, match="another base"):
+        nn.apply_delta(nn.build_model(), delta, base_sha256="another")

@@ -8,7 +8,7 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 # The ML core runs without Django: pretraining, serving and fine-tuning share it.
 ML_CORE = [
-    "nn", "preprocessing", "augment", "finetune", "pretraining", "datasets", "classes",
+    "nn", "preprocessing", "augment", "finetune", "trunk", "pretraining", "datasets", "classes",
     "strokes", "fonts", "canvas_eval", "export", "pretraining_sources", "pretraining_report",
 ]  # fmt: skip
 # What training may use of recognition: its reads and its writes, nothing else.

@@ -2,6 +2,7 @@
 
 import base64
 import time
+from pathlib import Path
 
 import pytest
 from django.contrib.auth.models import User
@@ -75,6 +76,9 @@ def test_a_correction_becomes_the_active_version(client, default_model, start_wo
     # The worker warmed up at start: this run only put the user's glyphs through the trunk.
     assert new_version.metrics["trunk_features_computed"] <= Sample.objects.count()
     assert list(run.corrections.values_list("pk", flat=True)) == [correction["id"]]
+    # It stores the tensors it trained, kilobytes over its parent's full set.
+    assert new_version.base == default_model
+    assert Path(new_version.weights.path).stat().st_size < 200_000
     # The web process now serves the new version, and it learned the correction.
     again = predict(client, png)
     assert again["model_version"] == new_version.number

@@ -48,7 +48,7 @@ def fine_tune_of(parent: ModelVersion, parent_overall: float) -> ModelVersion:
         metrics={"overall": 0.5, "parent_overall": parent_overall, "count": 10},
         training_info={"kind": "fine-tune"},
         parent=parent,
-        trunk=parent.trunk,  # a head-only version's copy keeps its trunk
+        base=parent.base,  # a delta's copy keeps its base
     )
 
 

@@ -17,8 +17,8 @@ from rest_framework.test import APIClient
 from recognition import services as recognition_services
 from recognition.models import Correction
 from training import nn, registry, runs, services
-from training.finetune import FrozenTrunk
 from training.models import ModelVersion, TrainingRun
+from training.trunk import FrozenTrunk
 
 from .conftest import copy_of, misread_handwriting, teacher
 
@@ -47,53 +47,125 @@ def file_size(version: ModelVersion) -> int:
 
 
 @pytest.mark.slow
-def test_a_head_only_fine_tune_stores_the_head_and_loads_as_one_model(default_model, quick):
+def test_a_head_only_fine_tune_stores_kilobytes_and_loads_as_one_model(default_model, quick):
     rows = misread_handwriting(3)
     for png, label in rows:
         corrected(png, label)
     run = run_queued()
     version = run.result_version
-    assert version is not None and version.trunk == default_model
-    # The head alone, at half precision: far less than a full set of weights.
-    head_bytes = file_size(version)
-    full_fp32 = len(nn.serialize_state(registry.version_load_model(version)))
-    assert head_bytes < 0.5 * full_fp32
+    assert version is not None and version.base == default_model
+    # The tensors the fine-tune trained, at half precision: kilobytes, not megabytes.
+    assert file_size(version) < 200_000
     stored = torch.load(version.weights.path, weights_only=True)
-    assert stored["trunk_sha256"] == default_model.sha256
-    assert all(key.startswith(("1.", "4.")) for key in stored["head"])  # the two Linear layers
+    assert stored["base_sha256"] == default_model.sha256
+    assert set(stored["tensors"]) == set(nn.STORED["last"])
 
-    # Loaded as one model: the trunk's weights, the head's, and what the gate judged.
+    # Loaded as one model: the base's weights, the delta's, and what the gate judged.
     model = registry.version_load_model(version)
     parent = registry.version_load_model(default_model)
     assert nn.trunk_digest(model) == nn.trunk_digest(parent)
+    untouched = set(parent.state_dict()) - set(nn.STORED["last"])
+    assert all(torch.equal(model.state_dict()[k], parent.state_dict()[k]) for k in untouched)
     glyphs = run.corrections.first().sample.glyph_array()[np.newaxis]
     trunk = FrozenTrunk(parent)
     assert np.allclose(
         trunk.predict_proba(model, glyphs), nn.predict_proba(model, glyphs), atol=1e-5
     )
 
-    # A chain of head-only versions keeps referring to the one full set.
+    # A chain of such versions keeps building on the one full set: it never grows deeper.
     for png, label in misread_handwriting(5)[3:]:
         corrected(png, label)
     second = run_queued().result_version
     if second is not None:
-        assert second.trunk == default_model
+        assert second.base == default_model and file_size(second) < 200_000
 
-    # A changed trunk file is refused for every head that needs it.
+    # A changed base file is refused for every delta that needs it.
     Path(default_model.weights.path).write_bytes(b"another trunk entirely")
-    with pytest.raises(registry.WeightsIntegrityError):
+    with pytest.raises(registry.WeightsIntegrityError, match="v1: weights do not match"):
         registry.version_load_model(version)
 
 
-def test_a_head_that_names_another_trunk_is_refused(default_model):
-    model = registry.version_load_model(default_model)
-    other = copy_of(default_model)
-    head = nn.serialize_head(model, trunk_sha256="0" * 64)
-    forged = registry.version_create(
-        weights=head, metrics={}, training_info={}, parent=other, trunk=other
+def delta_on(base: ModelVersion, *, scope: str = "last", seed: int = 0, **fields) -> ModelVersion:
+    """A version of ``scope`` over ``base``'s chain, its trained tensors set at random."""
+    model = registry.version_load_model(base)
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name in nn.STORED[scope]:
+            tensor = model.state_dict()[name]
+            tensor.copy_(torch.randn(tensor.shape, generator=generator) * 0.01)
+    nn.as_stored(model, scope)
+    weights, chosen = registry.candidate_weights(model, parent=base, scope=scope)
+    version = registry.version_create(
+        weights=weights, metrics={}, training_info={}, parent=base, base=chosen, **fields
     )
-    with pytest.raises(registry.WeightsIntegrityError, match="another trunk"):
+    assert same_weights(registry.version_load_model(version), model)  # what was judged
+    return version
+
+
+def same_weights(one, other) -> bool:
+    return all(torch.equal(t, other.state_dict()[k]) for k, t in one.state_dict().items())
+
+
+def earlier_head_file(model, *, trunk_sha256: str) -> bytes:
+    """A head-only version's file as stored until deltas: the whole classifier at half."""
+    head = {key: t.half() for key, t in model.classifier.state_dict().items()}
+    buffer = io.BytesIO()
+    torch.save({"trunk_sha256": trunk_sha256, "head": head}, buffer)
+    return buffer.getvalue()
+
+
+def earlier_head(default_model) -> ModelVersion:
+    model = registry.version_load_model(default_model)
+    with torch.no_grad():
+        model.classifier[1].weight.mul_(1.01)
+    nn.as_stored(model, "head")
+    head = registry.version_create(
+        weights=earlier_head_file(model, trunk_sha256=default_model.sha256),
+        metrics={},
+        training_info={},
+        parent=default_model,
+        base=default_model,
+    )
+    assert same_weights(registry.version_load_model(head), model)
+    return head
+
+
+def test_earlier_full_heads_stay_loadable_and_deltas_build_on_them(default_model):
+    head = earlier_head(default_model)
+    # A delta over it keeps its changed hidden layer: it builds on the head's file.
+    first = delta_on(head)
+    assert first.base == head
+    # The next one replaces everything ``first`` changed: it builds on the head too.
+    second = delta_on(first, seed=1)
+    assert second.base == head
+    # A whole-head version replaces everything down to the full set.
+    assert delta_on(second, scope="head", seed=2).base == default_model
+    # And a whole set of weights needs no base at all.
+    model = registry.version_load_model(second)
+    assert registry.candidate_weights(model, parent=second, scope="all")[1] is None
+
+
+def test_a_delta_whose_base_is_missing_altered_or_another_is_refused(default_model):
+    head = earlier_head(default_model)
+    delta = delta_on(head)
+    # A delta that names another base than its version's.
+    model = registry.version_load_model(default_model)
+    forged = registry.version_create(
+        weights=nn.serialize_delta(model, names=nn.STORED["last"], base_sha256="0" * 64),
+        metrics={},
+        training_info={},
+        parent=default_model,
+        base=default_model,
+    )
+    with pytest.raises(registry.WeightsIntegrityError, match="names another base"):
         registry.version_load_model(forged)
+    # The base's file altered, then gone.
+    Path(head.weights.path).write_bytes(b"not the head it was")
+    with pytest.raises(registry.WeightsIntegrityError, match=f"v{head.number}: weights do not"):
+        registry.version_load_model(delta)
+    Path(head.weights.path).unlink()
+    with pytest.raises(registry.WeightsIntegrityError, match=f"v{head.number}: cannot read"):
+        registry.version_load_model(delta)
 
 
 @pytest.mark.slow
@@ -154,35 +226,29 @@ def test_the_trunk_beats_inside_a_long_feature_pass(default_model):
 def test_prune_versions_keeps_what_serves_or_may_serve(
     default_model, django_capture_on_commit_callbacks
 ):
-    model = registry.version_load_model(default_model)
-    versions = [default_model]
-    for _ in range(5):  # a chain of head-only fine-tunes on the default model's trunk
-        versions.append(
-            registry.version_create(
-                weights=nn.serialize_head(model, trunk_sha256=default_model.sha256),
-                metrics={},
-                training_info={"kind": "fine-tune"},
-                parent=versions[-1],
-                trunk=default_model,
-                activate=True,
-            )
-        )
-    v1, v2, v3, v4, v5, v6 = (ModelVersion.objects.get(pk=v.pk) for v in versions)
+    # v2 a head-only version as stored before deltas; v3..v7 deltas that build on its file.
+    versions = [default_model, earlier_head(default_model)]
+    for seed in range(5):
+        versions.append(delta_on(versions[-1], seed=seed, activate=True))
+    v1, v2, v3, v4, v5, v6, v7 = (ModelVersion.objects.get(pk=v.pk) for v in versions)
+    assert {v.base for v in (v3, v4, v5, v6, v7)} == {v2} and v2.base == v1
     ModelVersion.objects.filter(pk=v3.pk).update(status="rejected")
-    ModelVersion.objects.filter(pk=v2.pk).update(pinned=True)
-    ModelVersion.objects.filter(pk=v6.pk).update(status="retired")
-    registry.version_activate(version=v5)
+    ModelVersion.objects.filter(pk=v4.pk).update(pinned=True)
+    ModelVersion.objects.filter(pk=v7.pk).update(status="retired")
+    registry.version_activate(version=v6)
+    ModelVersion.objects.filter(pk=v2.pk).update(status="retired")
 
     out = io.StringIO()
     with django_capture_on_commit_callbacks(execute=True):  # files go once the rows say so
         call_command("prune_versions", "--keep", "1", stdout=out)
-    assert out.getvalue().strip() == "Pruned 2 version(s): v4, v3."
+    assert out.getvalue().strip() == "Pruned 2 version(s): v5, v3."
     pruned = set(ModelVersion.objects.exclude(pruned_at=None).values_list("number", flat=True))
-    assert pruned == {3, 4}
-    for version in (v1, v2, v5, v6):  # the trunk, pinned, active, newest
+    assert pruned == {3, 5}
+    # The full set and the old head that the kept deltas build on, pinned, active, newest.
+    for version in (v1, v2, v4, v6, v7):
         assert Path(version.weights.path).exists(), version
         registry.version_load_model(version)
-    for version in (v3, v4):
+    for version in (v3, v5):
         assert not Path(version.weights.path).exists()
 
     # A pruned version cannot come back; the rows stay for the predictions that cite them.
@@ -190,9 +256,9 @@ def test_prune_versions_keeps_what_serves_or_may_serve(
     operator.user_permissions.add(Permission.objects.get(codename="change_modelversion"))
     client = APIClient()
     client.credentials(HTTP_AUTHORIZATION=f"Token {Token.objects.create(user=operator).key}")
-    refused = client.post(f"/api/model-versions/{v4.pk}/activate/")
+    refused = client.post(f"/api/model-versions/{v5.pk}/activate/")
     assert refused.status_code == 409 and refused.json()["error"]["code"] == "pruned"
-    assert ModelVersion.objects.get(status="active") == v5
+    assert ModelVersion.objects.get(status="active") == v6
     # Running it again prunes nothing more.
     call_command("prune_versions", "--keep", "1", stdout=out)
     assert out.getvalue().strip().endswith("Pruned 0 version(s): none.")

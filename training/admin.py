@@ -80,7 +80,7 @@ class ModelVersionAdmin(ReadOnlyAdmin):
         "activated_at",
         "architecture",
         "sha256",
-        "trunk",
+        "base",
         "pinned",
         "pruned_at",
         "training_info",

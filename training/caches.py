@@ -10,9 +10,9 @@ import hashlib
 from collections.abc import Callable
 
 from . import nn, registry, selectors
-from .finetune import FrozenTrunk
 from .models import ModelVersion
 from .replay import GlyphSet
+from .trunk import FrozenTrunk
 
 # Fixed-set scores kept: the versions a few runs in a row compare against.
 FIXED_SCORES_KEPT = 8

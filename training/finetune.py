@@ -7,7 +7,6 @@ classifier head trains (docs/online-learning.md says why and how).
 
 import copy
 import time
-from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -17,6 +16,7 @@ import torch.nn.functional as F
 
 from . import nn
 from .augment import augment_batch
+from .trunk import FrozenTrunk
 
 
 @dataclass(frozen=True)
@@ -36,7 +36,8 @@ class FineTuneConfig:
     seed: int = 0
     # Adam reads more real misread corrections right than momentum SGD at the same rate.
     optimizer: str = "adam"
-    # "head": the classifier only, on a frozen trunk's remembered features; "all": the lot.
+    # A part of the classifier (``nn.SCOPES``), on a frozen trunk's remembered features;
+    # "all": the lot.
     trainable: str = "head"
     # Distillation from the parent on replayed samples: keeping its outputs keeps its knowledge.
     distill: float = 3.0
@@ -62,85 +63,6 @@ class RootBound:
     accuracy: float
     count: int
     max_drop: float
-
-
-class FrozenTrunk:
-    """A GlyphNet's convolutional trunk, with what it makes of each glyph remembered.
-
-    A head-only fine-tune never changes the trunk, so a chain of such versions
-    computes each glyph's features once; other trunks are scored the full way.
-    """
-
-    def __init__(self, model: nn.GlyphNet, *, capacity: int = 8192):
-        self.digest = nn.trunk_digest(model)
-        self.capacity = capacity
-        # The serving copy without its classifier: the same features the web computes.
-        self._trunk = nn.for_inference(model)[:-1]
-        self._rows: OrderedDict[bytes, torch.Tensor] = OrderedDict()
-        # Called after each batch of features computed: a long pass can show it is alive.
-        self.on_batch: Callable[[], None] | None = None
-        # Glyphs run through the trunk to be remembered, over this object's life.
-        self.computed = 0
-        self.dimension = self.compute(torch.zeros(1, 1, 28, 28)).shape[1]
-
-    def __len__(self) -> int:
-        """How many glyphs' features are remembered."""
-        return len(self._rows)
-
-    def shares(self, model: torch.nn.Module) -> bool:
-        return isinstance(model, nn.GlyphNet) and nn.trunk_digest(model) == self.digest
-
-    def compute(self, x: torch.Tensor, batch_size: int = 64) -> torch.Tensor:
-        """Flattened features (N, D) of glyph tensors (N, 1, 28, 28), not remembered."""
-        # no_grad, not inference_mode: a head trains on these tensors.
-        rows = []
-        with torch.no_grad():
-            for i in range(0, len(x), batch_size):
-                rows.append(self._trunk(x[i : i + batch_size]).flatten(1))
-                if self.on_batch is not None:
-                    self.on_batch()
-        return torch.cat(rows)
-
-    def features(self, glyphs: np.ndarray) -> torch.Tensor:
-        """Flattened features (N, D) of uint8 glyphs; only glyphs not seen before are computed."""
-        glyphs = np.asarray(glyphs, dtype=np.uint8).reshape(-1, 28, 28)
-        keys = [glyph.tobytes() for glyph in glyphs]
-        missing = list(
-            {key: index for index, key in enumerate(keys) if key not in self._rows}.values()
-        )
-        if missing:
-            computed = self.compute(nn.glyphs_to_tensor(glyphs[missing]))
-            self.computed += len(missing)
-            for index, row in zip(missing, computed, strict=True):
-                self._rows[keys[index]] = row.clone()
-        if not keys:
-            return torch.zeros((0, self.dimension))
-        for key in keys:
-            self._rows.move_to_end(key)
-        rows = torch.stack([self._rows[key] for key in keys])
-        while len(self._rows) > self.capacity:
-            self._rows.popitem(last=False)
-        return rows
-
-    def predict_proba(self, model: torch.nn.Module, glyphs: np.ndarray) -> np.ndarray:
-        """Class probabilities (N, 36), as the web would serve them."""
-        if not self.shares(model):
-            return nn.served_proba(model, glyphs)
-        if len(glyphs) == 0:
-            return np.zeros((0, nn.NUM_CLASSES), np.float32)
-        return self.head_proba(model, self.features(glyphs)).numpy()
-
-    def head_proba(self, model: torch.nn.Module, features: torch.Tensor) -> torch.Tensor:
-        """The model's head on features from this trunk: class probabilities (N, 36).
-
-        no_grad, not inference_mode: a fine-tune distils towards these tensors.
-        """
-        with torch.no_grad():
-            return F.softmax(model.classifier.eval()(features), dim=1)
-
-    def evaluate(self, model: torch.nn.Module, glyphs: np.ndarray, labels: np.ndarray) -> dict:
-        """``nn.evaluate``'s figures, from the remembered features where the trunk is shared."""
-        return nn.score(self.predict_proba(model, glyphs).argmax(axis=1), labels)
 
 
 def _head_batches(model, candidate, trunk, new_x, replay_glyphs, generator, distill):
@@ -196,7 +118,8 @@ def fine_tune(
     on_progress: Callable[[float], None] | None = None,
     trunk: FrozenTrunk | None = None,
 ) -> torch.nn.Module:
-    """Return a fine-tuned copy of ``model``; the original is left untouched.
+    """Return a fine-tuned copy of ``model``, exactly as it will be stored (``nn.as_stored``);
+    the original is left untouched.
 
     A head-only fine-tune uses ``trunk`` (``model``'s own) for features, when given.
     """
@@ -206,24 +129,32 @@ def fine_tune(
     generator = torch.Generator().manual_seed(config.seed)
     torch.manual_seed(config.seed)
     new_x = nn.glyphs_to_tensor(new_glyphs)
-    new_y = torch.as_tensor(new_labels, dtype=torch.long)
-    replay_y = torch.as_tensor(replay_labels, dtype=torch.long)
     new_per_batch = max(1, round(config.batch_size * config.new_fraction))
-    replay_per_batch = config.batch_size - new_per_batch if len(replay_y) else 0
+    replay_per_batch = config.batch_size - new_per_batch if len(replay_labels) else 0
     distill = bool(config.distill and replay_per_batch)
     parameters = nn.trainable_parameters(candidate, config.trainable)
-    if config.trainable == "head":
-        network, batch = _head_batches(
-            model, candidate, trunk, new_x, replay_glyphs, generator, distill
-        )
-    else:
+    if config.trainable == "all":
         network, batch = _whole_batches(
             model, candidate, new_x, replay_glyphs, generator, distill, new_per_batch
         )
+    else:
+        network, batch = _head_batches(
+            model, candidate, trunk, new_x, replay_glyphs, generator, distill
+        )
+    labels = [torch.as_tensor(y, dtype=torch.long) for y in (new_labels, replay_labels)]
+    sizes = (new_per_batch, replay_per_batch)
     optimizer = _optimizer(parameters, config)
+    _train(network, batch, optimizer, labels, sizes, generator, config, on_progress)
+    candidate.eval()
+    return candidate if config.trainable == "all" else nn.as_stored(candidate, config.trainable)
+
+
+def _train(network, batch, optimizer, labels, sizes, generator, config, on_progress):
+    """Up to ``config.steps`` steps on ``batch``'s mixes of new and replayed samples."""
+    (new_y, replay_y), (new_per_batch, replay_per_batch) = labels, sizes
     started = time.monotonic()
     for step in range(config.steps):
-        new_pick = torch.randint(len(new_x), (new_per_batch,), generator=generator)
+        new_pick = torch.randint(len(new_y), (new_per_batch,), generator=generator)
         replay_pick = torch.randint(max(len(replay_y), 1), (replay_per_batch,), generator=generator)
         inputs, parent_probabilities = batch(new_pick, replay_pick)
         logits = network(inputs)
@@ -242,8 +173,6 @@ def fine_tune(
             on_progress((step + 1) / config.steps)
         if time.monotonic() - started > config.max_seconds:
             break
-    candidate.eval()
-    return candidate
 
 
 def gate(

@@ -26,10 +26,10 @@ class ModelVersion(models.Model):
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.CANDIDATE)
     weights = models.FileField(upload_to="model_versions/", max_length=255)
     sha256 = models.CharField(max_length=64)
-    # A head-only fine-tune stores its classifier head alone; its trunk is in this
-    # version's weights (a full set, named in the head file by its sha256).
-    trunk = models.ForeignKey(
-        "self", null=True, blank=True, on_delete=models.PROTECT, related_name="heads"
+    # A head-only fine-tune stores only the tensors it trained (a delta); the rest are
+    # this version's (a full set, or a delta over one), named in the delta by sha256.
+    base = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.PROTECT, related_name="deltas"
     )
     # Kept by ``prune_versions`` whatever its age and status.
     pinned = models.BooleanField(default=False)

@@ -140,44 +140,118 @@ def deserialize_state(data: bytes, architecture: str = ARCHITECTURE) -> nn.Modul
     return model.eval()
 
 
-def serialize_head(model: GlyphNet, *, trunk_sha256: str) -> bytes:
-    """The classifier head alone, at half precision, naming the weights file of its trunk.
+# The parameters each head-only fine-tuning scope trains, by their state-dict names:
+# "head" the whole classifier (1.6 M parameters in glyphnet-v2); "last" its last layer
+# and the hidden layer's bias (9,508); "lowrank" those and a rank-LOW_RANK update of the
+# hidden layer (docs/online-learning.md compares them).
+_LAST = ("classifier.1.bias", "classifier.4.weight", "classifier.4.bias")
+SCOPES = {
+    "head": ("classifier.1.weight", *_LAST),
+    "last": _LAST,
+    "lowrank": _LAST,
+}
+LOW_RANK = 8
+# What a version of each scope stores: the tensors it trained (a low-rank update is
+# merged into its layer, which is then stored whole).
+STORED = {**SCOPES, "lowrank": SCOPES["head"]}
 
-    What a head-only fine-tune changes: the trunk stays in the file whose sha256 it
-    names. Round the head with ``head_to_half`` before evaluating it, so that what
-    is reported is what is served.
+
+class LowRankLinear(nn.Module):
+    """A frozen Linear plus a trainable low-rank update ``up @ down``, ``up`` starting at zero."""
+
+    def __init__(self, base: nn.Linear, rank: int, generator: torch.Generator | None = None):
+        super().__init__()
+        self.base = base
+        scale = base.in_features**-0.5
+        self.down = nn.Parameter(torch.randn(rank, base.in_features, generator=generator) * scale)
+        self.up = nn.Parameter(torch.zeros(base.out_features, rank))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.base(x) + F.linear(F.linear(x, self.down), self.up)
+
+    def merged(self) -> nn.Linear:
+        """The plain Linear it amounts to."""
+        merged = copy.deepcopy(self.base)
+        with torch.no_grad():
+            merged.weight += self.up @ self.down
+        return merged
+
+
+def trainable_parameters(model: nn.Module, scope: str) -> list[nn.Parameter]:
+    """The parameters a fine-tune may change: the whole network (``"all"``) or a ``SCOPES`` part.
+
+    Frozen parameters stop requiring gradients, so autograd skips them entirely.
+    ``"lowrank"`` first wraps the hidden layer in a ``LowRankLinear``, in place.
     """
-    head = {key: t.half() if t.is_floating_point() else t for key, t in _head_state(model).items()}
-    buffer = io.BytesIO()
-    torch.save({"trunk_sha256": trunk_sha256, "head": head}, buffer)
-    return buffer.getvalue()
+    if scope != "all" and scope not in SCOPES:
+        raise ValueError(f"unknown fine-tuning scope {scope!r}")
+    for parameter in model.parameters():
+        parameter.requires_grad_(scope == "all")
+    if scope == "all":
+        return list(model.parameters())
+    named = dict(model.named_parameters())
+    chosen = [named[name] for name in SCOPES[scope]]
+    if scope == "lowrank":
+        model.classifier[1] = LowRankLinear(model.classifier[1], LOW_RANK)
+        chosen += [model.classifier[1].up, model.classifier[1].down]
+    for parameter in chosen:
+        parameter.requires_grad_(True)
+    return chosen
 
 
-def deserialize_head(data: bytes, *, trunk: bytes, architecture: str = ARCHITECTURE) -> nn.Module:
-    """One network from ``serialize_head`` bytes and the ``serialize_state`` bytes of its trunk,
-    refusing a head that names another trunk."""
-    stored = torch.load(io.BytesIO(data), weights_only=True, map_location="cpu")
-    if stored.get("trunk_sha256") != hashlib.sha256(trunk).hexdigest():
-        raise ValueError("the head names another trunk than the file given")
-    model = deserialize_state(trunk, architecture)
-    model.classifier.load_state_dict(
-        {key: t.float() if t.is_floating_point() else t for key, t in stored["head"].items()},
-        strict=True,
-    )
-    return model.eval()
-
-
-def head_to_half(model: GlyphNet) -> GlyphNet:
-    """Round the classifier head's weights to half precision, in place, as it will be stored."""
+def as_stored(model: GlyphNet, scope: str) -> GlyphNet:
+    """``model`` as a head-only version of ``scope`` will be stored, in place: the trained
+    tensors rounded to half precision, a low-rank update merged into its layer."""
     with torch.no_grad():
-        for tensor in _head_state(model).values():
-            if tensor.is_floating_point():
-                tensor.copy_(tensor.half().float())
+        if isinstance(model.classifier[1], LowRankLinear):
+            low_rank = model.classifier[1]
+            for factor in (low_rank.up, low_rank.down):
+                factor.copy_(factor.half().float())
+            model.classifier[1] = low_rank.merged()
+        state = model.state_dict()
+        for name in STORED[scope]:
+            state[name].copy_(state[name].half().float())
     return model
 
 
-def _head_state(model: GlyphNet) -> dict[str, torch.Tensor]:
-    return model.classifier.state_dict(keep_vars=False)
+def serialize_delta(model: GlyphNet, *, names, base_sha256: str) -> bytes:
+    """The named tensors alone, at half precision, naming the weights file they overlay.
+
+    What a head-only fine-tune changes: everything else stays in the file whose
+    sha256 it names. Round them with ``as_stored`` before evaluating the model,
+    so that what is reported is what is served.
+    """
+    state = model.state_dict()
+    tensors = {name: state[name].half() for name in sorted(names)}
+    buffer = io.BytesIO()
+    torch.save({"base_sha256": base_sha256, "tensors": tensors}, buffer)
+    return buffer.getvalue()
+
+
+def delta_contents(data: bytes) -> tuple[str, dict[str, torch.Tensor]]:
+    """The base's sha256 and the tensors of ``serialize_delta`` bytes, or of an earlier
+    head file (its whole classifier, naming its trunk), reading tensors only."""
+    stored = torch.load(io.BytesIO(data), weights_only=True, map_location="cpu")
+    if "head" in stored:
+        head = {f"classifier.{key}": tensor for key, tensor in stored["head"].items()}
+        return stored["trunk_sha256"], head
+    return stored["base_sha256"], stored["tensors"]
+
+
+def apply_delta(base: nn.Module, data: bytes, *, base_sha256: str) -> nn.Module:
+    """``base`` (a network built from the file whose sha256 is given) with the tensors of
+    ``serialize_delta`` bytes in place, refusing a delta that names another base."""
+    named, tensors = delta_contents(data)
+    if named != base_sha256:
+        raise ValueError("the delta names another base than the weights given")
+    state = base.state_dict()
+    unknown = [name for name, t in tensors.items() if state.get(name, t).shape != t.shape]
+    if set(tensors) - set(state) or unknown:
+        raise ValueError("the delta holds tensors its base does not have")
+    with torch.no_grad():
+        for name, tensor in tensors.items():
+            state[name].copy_(tensor.float())
+    return base.eval()
 
 
 def for_inference(model: GlyphNet) -> nn.Module:
@@ -218,21 +292,6 @@ def set_train_mode(model: nn.Module, *, freeze_bn: bool) -> nn.Module:
             if isinstance(module, nn.modules.batchnorm._BatchNorm):
                 module.eval()
     return model
-
-
-def trainable_parameters(model: nn.Module, scope: str) -> list[nn.Parameter]:
-    """The parameters a fine-tune may change: the whole network, or only its classifier head.
-
-    Frozen parameters stop requiring gradients, so autograd skips them entirely.
-    """
-    if scope not in ("all", "head"):
-        raise ValueError(f"unknown fine-tuning scope {scope!r}")
-    trainable = model.classifier if scope == "head" else model
-    for parameter in model.parameters():
-        parameter.requires_grad_(False)
-    for parameter in trainable.parameters():
-        parameter.requires_grad_(True)
-    return list(trainable.parameters())
 
 
 def served_proba(model: nn.Module, glyphs: np.ndarray) -> np.ndarray:

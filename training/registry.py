@@ -50,14 +50,14 @@ def version_create(
     anchors: bytes | None = None,
     trained_sample_ids: list[int] | tuple[int, ...] = (),
     activate: bool = False,
-    trunk: ModelVersion | None = None,
+    base: ModelVersion | None = None,
 ) -> ModelVersion:
     """Save serialized weights atomically and record them as the next version number.
 
-    ``weights`` come from ``nn.serialize_state``, or with ``trunk`` (a version
-    holding a full set) from ``nn.serialize_head``; ``anchors`` are the npz bytes
-    of the replay and evaluation glyphs; without them the version shares its
-    parent's file (files are immutable).
+    ``weights`` come from ``nn.serialize_state``, or with ``base`` (the version
+    they overlay) from ``nn.serialize_delta``, as ``candidate_weights`` makes them;
+    ``anchors`` are the npz bytes of the replay and evaluation glyphs; without them
+    the version shares its parent's file (files are immutable).
     """
     digest = weights_sha256(weights)
     with transaction.atomic():
@@ -70,7 +70,7 @@ def version_create(
             metrics=metrics,
             training_info=training_info,
             trained_sample_ids=list(trained_sample_ids),
-            trunk=trunk,
+            base=base,
         )
         version.weights.save(f"v{number}-{digest[:12]}.pt", ContentFile(weights), save=False)
         if anchors is not None:
@@ -111,8 +111,8 @@ def versions_prune(*, keep: int) -> list[ModelVersion]:
     """Delete the weights files of old retired and rejected versions; return those versions.
 
     Kept whatever their age: the newest ``keep`` versions, the active one, pinned
-    ones, and every version whose weights hold the trunk of one of those. The rows
-    stay (predictions cite them); a pruned version can no longer be loaded.
+    ones, and every version whose weights one of those builds on, down to its full
+    set. The rows stay (predictions cite them); a pruned version can no longer be loaded.
     """
     versions = list(ModelVersion.objects.filter(pruned_at=None).order_by("-number"))
     kept = [
@@ -120,7 +120,7 @@ def versions_prune(*, keep: int) -> list[ModelVersion]:
         for index, version in enumerate(versions)
         if index < keep or version.pinned or version.status in _UNPRUNABLE
     ]
-    needed = {v.pk for v in kept} | {v.trunk_id for v in kept if v.trunk_id}
+    needed = _with_bases({v.pk for v in kept})
     needed_files = {v.weights.name for v in versions if v.pk in needed}
     pruned = []
     for version in versions:
@@ -141,6 +141,18 @@ def versions_prune(*, keep: int) -> list[ModelVersion]:
     return pruned
 
 
+def _with_bases(pks: set[int]) -> set[int]:
+    """These versions and every version their weights build on, however deep."""
+    bases = dict(ModelVersion.objects.exclude(base=None).values_list("pk", "base_id"))
+    needed, todo = set(), list(pks)
+    while todo:
+        pk = todo.pop()
+        if pk not in needed:
+            needed.add(pk)
+            todo.extend([bases[pk]] if pk in bases else [])
+    return needed
+
+
 def read_verified_weights(version: ModelVersion) -> bytes:
     try:
         with version.weights.open("rb") as handle:
@@ -152,25 +164,62 @@ def read_verified_weights(version: ModelVersion) -> bytes:
     return data
 
 
+# More links than any chain ``candidate_weights`` builds (see there): a loop or a forgery.
+MAX_BASE_LINKS = 4
+
+
 def version_load_model(version: ModelVersion) -> torch.nn.Module:
     """Load a version's network for inference, refusing any file that fails its checksum.
 
-    A head-only version is loaded as one model with its trunk version's weights,
-    both checked, and the head's own record of which trunk it was trained on.
+    The one way every process loads a version. A delta (a head-only fine-tune's
+    changed tensors) is loaded as one model with the weights it builds on, every
+    file checked, and each delta's own record of its base's sha256.
     """
-    data = read_verified_weights(version)
-    trunk = read_verified_weights(version.trunk) if version.trunk_id else None
+    chain = [version]
+    while chain[-1].base_id is not None:
+        if len(chain) > MAX_BASE_LINKS:
+            raise WeightsIntegrityError(f"v{version.number}: more than {MAX_BASE_LINKS} bases")
+        chain.append(chain[-1].base)
+    files = [(link, read_verified_weights(link)) for link in chain]
+    link, data = files.pop()
     try:
-        if trunk is None:
-            return nn.deserialize_state(data, version.architecture)
-        return nn.deserialize_head(data, trunk=trunk, architecture=version.architecture)
+        model = nn.deserialize_state(data, link.architecture)
+        while files:
+            base, (link, data) = link, files.pop()
+            model = nn.apply_delta(model, data, base_sha256=base.sha256)
     except Exception as error:  # torch raises many types for a malformed archive
-        raise WeightsIntegrityError(f"v{version.number}: cannot load weights: {error}") from error
+        raise WeightsIntegrityError(f"v{link.number}: cannot load weights: {error}") from error
+    return model
 
 
 def version_trunk(version: ModelVersion) -> ModelVersion:
-    """The version whose full weights hold ``version``'s trunk (itself, unless head-only)."""
-    return version.trunk if version.trunk_id else version
+    """The version whose full set holds ``version``'s trunk: itself, unless a delta."""
+    while version.base_id is not None:
+        version = version.base
+    return version
+
+
+def candidate_weights(
+    candidate: nn.GlyphNet, *, parent: ModelVersion, scope: str
+) -> tuple[bytes, ModelVersion | None]:
+    """What a fine-tuned candidate of ``parent`` is stored as, and the version it builds on.
+
+    A whole-network fine-tune stores a full set. A head-only one stores the tensors
+    its scope trains, over the nearest version of the parent's chain whose own
+    tensors it does not all replace: the full set, unless that version changed more
+    (an earlier, wider scope). Scopes nest, so a chain is at most as deep as the
+    number of scopes ever used, whatever its length: no full copy is ever needed.
+    """
+    if scope == "all":
+        return nn.serialize_state(candidate), None
+    names = set(nn.STORED[scope])
+    base = parent
+    while base.base_id is not None:
+        _, changed = nn.delta_contents(read_verified_weights(base))
+        if not set(changed) <= names:
+            break
+        base = base.base
+    return nn.serialize_delta(candidate, names=names, base_sha256=base.sha256), base
 
 
 def version_load_anchors(version: ModelVersion) -> dict[str, np.ndarray]:
@@ -219,15 +268,17 @@ class ActiveModelCache:
         # Only what loading needs: metrics hold a confusion matrix per evaluation set.
         active = (
             ModelVersion.objects.filter(status=ModelVersion.Status.ACTIVE)
-            .select_related("trunk")
+            .select_related("base")
             .only(
                 "number",
                 "sha256",
                 "weights",
                 "architecture",
-                "trunk__number",
-                "trunk__sha256",
-                "trunk__weights",
+                "base__number",
+                "base__sha256",
+                "base__weights",
+                "base__architecture",
+                "base__base",
             )
             .first()
         )

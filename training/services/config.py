@@ -10,11 +10,7 @@ def fine_tune_config(*, seed: int, **overrides) -> FineTuneConfig:
     operator = {
         "steps": settings.FINE_TUNE["STEPS"],
         "max_seconds": settings.FINE_TUNE["MAX_SECONDS"],
+        "trainable": settings.FINE_TUNE["SCOPE"],
     }
     chosen = {name: value for name, value in operator.items() if value is not None}
     return FineTuneConfig(**{**chosen, **overrides}, seed=seed)
-
-
-def head_only() -> bool:
-    """Whether runs train the head alone (and store it alone, beside their trunk)."""
-    return fine_tune_config(seed=0).trainable == "head"

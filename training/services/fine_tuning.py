@@ -10,10 +10,11 @@ from django.db import transaction
 from recognition import selectors as recognition_selectors
 from recognition import services as recognition_services
 
-from .. import caches, nn, registry, replay, runs
-from ..finetune import FrozenTrunk, GateDecision, RootBound, fine_tune, gate
+from .. import caches, registry, replay, runs
+from ..finetune import GateDecision, RootBound, fine_tune, gate
 from ..models import TrainingRun
-from .config import fine_tune_config, head_only
+from ..trunk import FrozenTrunk
+from .config import fine_tune_config
 from .publishing import candidate_weights, training_run_metrics, training_run_publish
 
 logger = logging.getLogger(__name__)
@@ -111,7 +112,7 @@ def _fine_tune_on_trunk(
         # It reads its corrections no better than its parent: no version, no weights.
         _reject(run, reason=decision.reason)
         return
-    weights, trunk_version = candidate_weights(run=run, candidate=candidate)
+    weights, base = candidate_weights(run=run, candidate=candidate)
     caches.remember_fixed_score(
         weights_sha256=registry.weights_sha256(weights),
         fixed_digest=fixed_digest,
@@ -129,7 +130,7 @@ def _fine_tune_on_trunk(
     training_run_publish(
         run=run,
         weights=weights,
-        trunk=trunk_version,
+        base=base,
         decision=decision,
         metrics=metrics,
         material=material,
@@ -176,8 +177,6 @@ def _train_until_passed(
             on_progress=beat,
             trunk=trunk,
         )
-        if head_only():
-            nn.head_to_half(candidate)  # judged as it will be stored
         decision = gate(
             parent=parent,
             candidate=candidate,

@@ -10,23 +10,22 @@ from django.db import transaction
 
 from recognition import services as recognition_services
 
-from .. import nn, registry, replay, runs
-from ..finetune import FrozenTrunk, GateDecision
+from .. import registry, replay, runs
+from ..finetune import GateDecision
 from ..models import ModelVersion, TrainingRun
-from .config import fine_tune_config, head_only
+from ..trunk import FrozenTrunk
+from .config import fine_tune_config
 
 
 def candidate_weights(
     *, run: TrainingRun, candidate: torch.nn.Module
 ) -> tuple[bytes, ModelVersion | None]:
-    """The bytes to store and the version whose trunk they sit on (None: a whole network).
+    """The bytes to store and the version they build on (None: a whole network).
 
-    A head-only candidate stores its head alone; the trunk is its parent's.
+    A head-only candidate stores what it trained, over weights already stored.
     """
-    trunk_version = registry.version_trunk(run.parent_version) if head_only() else None
-    if trunk_version is None:
-        return nn.serialize_state(candidate), None
-    return nn.serialize_head(candidate, trunk_sha256=trunk_version.sha256), trunk_version
+    scope = fine_tune_config(seed=0).trainable
+    return registry.candidate_weights(candidate, parent=run.parent_version, scope=scope)
 
 
 def training_run_metrics(
@@ -66,7 +65,7 @@ def training_run_publish(
     *,
     run: TrainingRun,
     weights: bytes,
-    trunk: ModelVersion | None,
+    base: ModelVersion | None,
     decision: GateDecision,
     metrics: dict,
     material: replay.Material,
@@ -101,7 +100,7 @@ def training_run_publish(
             parent=run.parent_version,
             trained_sample_ids=[int(i) for i in np.unique(material.new.sample_ids)],
             activate=passed,
-            trunk=trunk,
+            base=base,
         )
         if not passed:
             version.status = ModelVersion.Status.REJECTED

@@ -55,7 +55,7 @@ class Command(BaseCommand):
             if version is None:
                 raise CommandError("No model version is active; name one with --version.")
             return version
-        version = ModelVersion.objects.filter(number=number).select_related("trunk").first()
+        version = ModelVersion.objects.filter(number=number).select_related("base").first()
         if version is None:
             raise CommandError(f"There is no model version {number}.")
         if version.pruned_at is not None:
