@@ -53,8 +53,6 @@ SCOPES = [
     {"trainable": "last", "learning_rate": 3e-4, "steps": 60},
     {"trainable": "last", "learning_rate": 1e-3, "steps": 60},
     {"trainable": "last", "learning_rate": 3e-3, "steps": 60},
-    {"trainable": "lowrank", "learning_rate": 3e-4, "steps": 60},
-    {"trainable": "lowrank", "learning_rate": 1e-3, "steps": 60},
 ]
 MAX_FORGETTING = 0.01
 MAX_TOTAL_FORGETTING = 0.005

@@ -18,6 +18,10 @@ from . import nn
 from .augment import augment_batch
 from .trunk import FrozenTrunk
 
+# Adam's rate by scope: 1e-4 learned fewer real corrections and faster rates forgot more
+# for the head; the last layer alone needs a larger step (docs/online-learning.md).
+LEARNING_RATES = {"all": 3e-4, "head": 3e-4, "last": 3e-3}
+
 
 @dataclass(frozen=True)
 class FineTuneConfig:
@@ -27,8 +31,8 @@ class FineTuneConfig:
     steps: int = 60
     # As many corrections learned as with 64, in two thirds of the time.
     batch_size: int = 32
-    # 1e-4 learned fewer real corrections; faster rates forget more (docs/online-learning.md).
-    learning_rate: float = 3e-4
+    # None: the scope's own (LEARNING_RATES).
+    learning_rate: float | None = None
     # Share of every batch drawn from the new corrections; the rest is replay.
     new_fraction: float = 0.25
     # A bound on a busy machine: the gate still judges what was learned by then.
@@ -36,9 +40,9 @@ class FineTuneConfig:
     seed: int = 0
     # Adam reads more real misread corrections right than momentum SGD at the same rate.
     optimizer: str = "adam"
-    # A part of the classifier (``nn.SCOPES``), on a frozen trunk's remembered features;
-    # "all": the lot.
-    trainable: str = "head"
+    # A part of the classifier (``nn.STORED``), on a frozen trunk's remembered features,
+    # stored as a delta of kilobytes for "last"; "all": the lot.
+    trainable: str = "last"
     # Distillation from the parent on replayed samples: keeping its outputs keeps its knowledge.
     distill: float = 3.0
 
@@ -100,10 +104,11 @@ def _whole_batches(model, candidate, new_x, replay_glyphs, generator, distill, n
 
 
 def _optimizer(parameters, config: FineTuneConfig) -> torch.optim.Optimizer:
+    rate = config.learning_rate or LEARNING_RATES[config.trainable]
     if config.optimizer == "adam":
-        return torch.optim.Adam(parameters, lr=config.learning_rate)
+        return torch.optim.Adam(parameters, lr=rate)
     if config.optimizer == "sgd":
-        return torch.optim.SGD(parameters, lr=config.learning_rate, momentum=0.9)
+        return torch.optim.SGD(parameters, lr=rate, momentum=0.9)
     raise ValueError(f"unknown optimizer {config.optimizer!r}")
 
 

@@ -140,75 +140,34 @@ def deserialize_state(data: bytes, architecture: str = ARCHITECTURE) -> nn.Modul
     return model.eval()
 
 
-# The parameters each head-only fine-tuning scope trains, by their state-dict names:
-# "head" the whole classifier (1.6 M parameters in glyphnet-v2); "last" its last layer
-# and the hidden layer's bias (9,508); "lowrank" those and a rank-LOW_RANK update of the
-# hidden layer (docs/online-learning.md compares them).
+# The parameters each head-only fine-tuning scope trains (and its versions store), by
+# their state-dict names: "head" the whole classifier (1.6 M parameters in glyphnet-v2),
+# "last" its last layer and the hidden layer's bias (9,508; docs/online-learning.md).
 _LAST = ("classifier.1.bias", "classifier.4.weight", "classifier.4.bias")
-SCOPES = {
-    "head": ("classifier.1.weight", *_LAST),
-    "last": _LAST,
-    "lowrank": _LAST,
-}
-LOW_RANK = 8
-# What a version of each scope stores: the tensors it trained (a low-rank update is
-# merged into its layer, which is then stored whole).
-STORED = {**SCOPES, "lowrank": SCOPES["head"]}
-
-
-class LowRankLinear(nn.Module):
-    """A frozen Linear plus a trainable low-rank update ``up @ down``, ``up`` starting at zero."""
-
-    def __init__(self, base: nn.Linear, rank: int, generator: torch.Generator | None = None):
-        super().__init__()
-        self.base = base
-        scale = base.in_features**-0.5
-        self.down = nn.Parameter(torch.randn(rank, base.in_features, generator=generator) * scale)
-        self.up = nn.Parameter(torch.zeros(base.out_features, rank))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.base(x) + F.linear(F.linear(x, self.down), self.up)
-
-    def merged(self) -> nn.Linear:
-        """The plain Linear it amounts to."""
-        merged = copy.deepcopy(self.base)
-        with torch.no_grad():
-            merged.weight += self.up @ self.down
-        return merged
+STORED = {"head": ("classifier.1.weight", *_LAST), "last": _LAST}
 
 
 def trainable_parameters(model: nn.Module, scope: str) -> list[nn.Parameter]:
-    """The parameters a fine-tune may change: the whole network (``"all"``) or a ``SCOPES`` part.
+    """The parameters a fine-tune may change: the whole network (``"all"``) or a ``STORED`` part.
 
     Frozen parameters stop requiring gradients, so autograd skips them entirely.
-    ``"lowrank"`` first wraps the hidden layer in a ``LowRankLinear``, in place.
     """
-    if scope != "all" and scope not in SCOPES:
+    if scope != "all" and scope not in STORED:
         raise ValueError(f"unknown fine-tuning scope {scope!r}")
-    for parameter in model.parameters():
-        parameter.requires_grad_(scope == "all")
-    if scope == "all":
-        return list(model.parameters())
     named = dict(model.named_parameters())
-    chosen = [named[name] for name in SCOPES[scope]]
-    if scope == "lowrank":
-        model.classifier[1] = LowRankLinear(model.classifier[1], LOW_RANK)
-        chosen += [model.classifier[1].up, model.classifier[1].down]
+    chosen = list(named.values()) if scope == "all" else [named[n] for n in STORED[scope]]
+    for parameter in model.parameters():
+        parameter.requires_grad_(False)
     for parameter in chosen:
         parameter.requires_grad_(True)
     return chosen
 
 
 def as_stored(model: GlyphNet, scope: str) -> GlyphNet:
-    """``model`` as a head-only version of ``scope`` will be stored, in place: the trained
-    tensors rounded to half precision, a low-rank update merged into its layer."""
+    """``model`` as a version of ``scope`` will be stored, in place: what it trained
+    rounded to half precision."""
+    state = model.state_dict()
     with torch.no_grad():
-        if isinstance(model.classifier[1], LowRankLinear):
-            low_rank = model.classifier[1]
-            for factor in (low_rank.up, low_rank.down):
-                factor.copy_(factor.half().float())
-            model.classifier[1] = low_rank.merged()
-        state = model.state_dict()
         for name in STORED[scope]:
             state[name].copy_(state[name].half().float())
     return model
