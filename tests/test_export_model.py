@@ -95,7 +95,7 @@ def test_the_active_version_exports_in_both_formats_with_the_products_answers(
             "sha256": default_model.sha256,
             "architecture": default_model.architecture,
             "kind": "pretrain",
-            "trunk": None,
+            "base": None,
             "status": "active",
         }
         assert description["classes"] == list(CLASSES)
@@ -128,7 +128,7 @@ def test_a_head_only_fine_tuned_version_exports_with_its_own_answers(
     product = product_answers(pngs)
     for format in export.FORMATS:
         description = export_to(tmp_path / format, format, "--version", str(fine_tuned.number))
-        assert description["model_version"]["trunk"] == {
+        assert description["model_version"]["base"] == {
             "number": default_model.number,
             "sha256": default_model.sha256,
         }

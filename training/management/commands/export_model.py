@@ -64,12 +64,13 @@ class Command(BaseCommand):
 
 
 def _describe(version: ModelVersion) -> dict:
-    trunk = registry.version_trunk(version)
+    base = version.base
     return {
         "number": version.number,
         "sha256": version.sha256,
         "architecture": version.architecture,
         "kind": version.training_info.get("kind", ""),
-        "trunk": None if trunk == version else {"number": trunk.number, "sha256": trunk.sha256},
+        # A delta's stored file holds only what its fine-tune changed; the export holds all.
+        "base": None if base is None else {"number": base.number, "sha256": base.sha256},
         "status": version.status,
     }
