@@ -69,6 +69,7 @@ def fresh_database(rows: int, keep: Path | None):
 def run_size(rows: int, args) -> dict:
     url, drop = fresh_database(rows, args.keep)
     overrides = {"DATABASE_URL": url} if url else {}
+    overrides["METRICS_TOKEN"] = "scale-benchmark-scrape"
     if args.keep:
         overrides["MEDIA_ROOT"] = args.keep / f"media_{rows}"
     try:
@@ -547,7 +548,10 @@ def child(rows: int, out: Path, repeat: int, budget: float, keep: Path | None):
         figures[name] = timed_runs(page(url), repeat=repeat, budget=budget)
         print(f"{name}: {figures[name]}", file=sys.stderr, flush=True)
     figures["GET /metrics"] = timed_runs(
-        page("/metrics", Client(HTTP_HOST="127.0.0.1", REMOTE_ADDR="127.0.0.1")),
+        page(
+            "/metrics",
+            Client(HTTP_HOST="127.0.0.1", HTTP_AUTHORIZATION=f"Bearer {settings.METRICS_TOKEN}"),
+        ),
         repeat=repeat,
         budget=budget,
     )
