@@ -100,7 +100,7 @@ def dashboard_data() -> dict:
             "status": version.status,
             "active": version.status == ModelVersion.Status.ACTIVE,
             **training_selectors.version_gate_scores(version),
-            "forgetting": version.metrics.get("forgetting"),
+            "forgetting": version.recorded_forgetting,
         }
         for version in versions
     ]

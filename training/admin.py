@@ -27,8 +27,19 @@ class RecentVersionsFilter(admin.RelatedFieldListFilter):
     """A model version filter offering only the newest versions; older ones are reached by URL."""
 
     def field_choices(self, field, request, model_admin):
-        versions = ModelVersion.objects.order_by("-number")[:RECENT_VERSIONS]
+        versions = ModelVersion.objects.order_by("-number").only("number", "status")
+        versions = versions[:RECENT_VERSIONS]
         return [(version.pk, str(version)) for version in versions]
+
+
+# A version's JSON columns (its metrics hold a confusion matrix), which a list row that only
+# names the version leaves unread.
+VERSION_JSON = ("metrics", "training_info", "trained_sample_ids", "classes")
+
+
+def version_json_of(relation: str) -> list[str]:
+    """``VERSION_JSON`` of the version a list reaches through ``relation``, for ``defer()``."""
+    return [f"{relation}__{name}" for name in VERSION_JSON]
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):
@@ -93,7 +104,10 @@ class ModelVersionAdmin(ReadOnlyAdmin):
         return request.user.has_perm("training.change_modelversion")
 
     def get_queryset(self, request):
-        return selectors.versions_annotate_gate_scores(super().get_queryset(request))
+        # A list reads its figures from the query, not from each version's metrics (and
+        # its parent's): a confusion matrix each. A version's page loads its own.
+        versions = super().get_queryset(request).defer("metrics", *version_json_of("parent"))
+        return selectors.versions_annotate_gate_scores(versions)
 
     # Every version by one measure, as on the dashboard: see selectors.MEASURE.
     @admin.display(description="overall, gate's fixed set")
@@ -123,7 +137,7 @@ class ModelVersionAdmin(ReadOnlyAdmin):
     @admin.display(description="forgetting")
     def forgetting(self, version):
         """Accuracy lost on the fixed evaluation set versus the parent (fine-tunes only)."""
-        return _percent(version.metrics.get("forgetting"))
+        return _percent(version.recorded_forgetting)
 
     @admin.display(description="trained on")
     def trained_on(self, version):

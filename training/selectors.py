@@ -3,6 +3,7 @@
 from datetime import timedelta
 
 from django.db.models import (
+    Case,
     Count,
     DurationField,
     ExpressionWrapper,
@@ -13,6 +14,7 @@ from django.db.models import (
     QuerySet,
     Subquery,
     Sum,
+    When,
 )
 from django.db.models.fields.json import KT
 from django.db.models.functions import Cast
@@ -67,27 +69,40 @@ MEASURE = "accuracy on the gate's fixed set"
 MEASURED = ("overall", "digits", "letters")
 
 
+def _recorded(key: str) -> Cast:
+    """A figure of a version's ``metrics``, read by the database (None where not recorded)."""
+    return Cast(KT(f"metrics__{key}"), FloatField())
+
+
 def versions_annotate_gate_scores(versions: QuerySet) -> QuerySet:
-    """Add what the first fine-tune of each version recorded for it, its parent, on the gate's
-    fixed set: ``gate_overall``, ``gate_digits``, ``gate_letters`` (None if not recorded)."""
+    """Add each version's accuracy by ``MEASURE``: ``gate_overall``, ``gate_digits``,
+    ``gate_letters``, and its ``recorded_forgetting`` (None where not recorded).
+
+    A fine-tune's figures are its own; another version's are what its first fine-tune
+    recorded for it, its parent. The database reads them, so lists can defer ``metrics``
+    (a confusion matrix each).
+    """
     first_fine_tune = ModelVersion.objects.filter(
         parent=OuterRef("pk"), training_info__kind="fine-tune"
     ).order_by("number")
     return versions.annotate(
         **{
-            f"gate_{key}": Subquery(
-                first_fine_tune.annotate(
-                    score=Cast(KT(f"metrics__parent_{key}"), FloatField())
-                ).values("score")[:1]
+            f"gate_{key}": Case(
+                When(training_info__kind="fine-tune", then=_recorded(key)),
+                default=Subquery(
+                    first_fine_tune.annotate(score=_recorded(f"parent_{key}")).values("score")[:1]
+                ),
             )
             for key in MEASURED
-        }
+        },
+        recorded_forgetting=_recorded("forgetting"),
     )
 
 
 def versions_newest(*, limit: int) -> list[ModelVersion]:
-    """The newest ``limit`` versions, oldest first, with their gate scores."""
-    newest = ModelVersion.objects.order_by("-number")[:limit]
+    """The newest ``limit`` versions, oldest first, with their gate scores (``metrics``
+    deferred)."""
+    newest = ModelVersion.objects.order_by("-number").defer("metrics")[:limit]
     return list(versions_annotate_gate_scores(newest))[::-1]
 
 
@@ -102,8 +117,6 @@ def version_gate_scores(version: ModelVersion) -> dict:
     ``version`` comes from ``versions_annotate_gate_scores``. A version that is no
     fine-tune has its figures once a fine-tune of it has run.
     """
-    if version.training_info.get("kind") == "fine-tune":
-        return {key: version.metrics.get(key) for key in MEASURED}
     return {key: getattr(version, f"gate_{key}") for key in MEASURED}
 
 

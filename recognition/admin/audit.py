@@ -7,7 +7,7 @@ from django.contrib import admin
 from django.urls import reverse
 from django.utils.html import format_html, format_html_join
 
-from training.admin import ReadOnlyAdmin, RecentVersionsFilter
+from training.admin import ReadOnlyAdmin, RecentVersionsFilter, version_json_of
 from training.classes import CLASSES
 
 from ..models import Correction, Prediction
@@ -66,6 +66,11 @@ class PredictionAdmin(AuditLogAdmin):
     list_filter = (("model_version", RecentVersionsFilter), "label", "created_at")
     list_select_related = ("model_version",)
     search_fields = ("sample__id__exact", "label__exact")
+
+    def get_queryset(self, request):
+        # The list shows neither the probabilities nor its version's JSON; a page loads them.
+        deferred = version_json_of("model_version")
+        return super().get_queryset(request).defer("probabilities", *deferred)
 
 
 @admin.register(Correction)
