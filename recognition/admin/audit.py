@@ -7,6 +7,7 @@ from django.contrib import admin
 from django.urls import reverse
 from django.utils.html import format_html, format_html_join
 
+from recognizer_site.admin_search import IdSearchMixin
 from training.admin import ReadOnlyAdmin, RecentVersionsFilter, version_json_of
 from training.classes import CLASSES
 
@@ -53,7 +54,9 @@ class CorrectionInline(CorrectionChangeColumn, ReadOnlyInline):
     verbose_name_plural = "corrections (newest first)"
 
 
-class AuditLogAdmin(ReadOnlyAdmin):
+class AuditLogAdmin(IdSearchMixin, ReadOnlyAdmin):
+    id_search_field = "sample_id"  # a search by number finds a sample's history
+
     @admin.display(description="sample", ordering="sample")
     def sample_link(self, obj):
         url = reverse("admin:recognition_sample_change", args=[obj.sample_id])
@@ -65,7 +68,7 @@ class PredictionAdmin(AuditLogAdmin):
     list_display = ("id", "sample_link", "label", "confidence", "model_version", "created_at")
     list_filter = (("model_version", RecentVersionsFilter), "label", "created_at")
     list_select_related = ("model_version",)
-    search_fields = ("sample__id__exact", "label__exact")
+    search_fields = ("label__exact",)
 
     def get_queryset(self, request):
         # The list shows neither the probabilities nor its version's JSON; a page loads them.
@@ -94,4 +97,4 @@ class CorrectionAdmin(CorrectionChangeColumn, AuditLogAdmin):
         "created_at",
     )
     list_select_related = ("author",)
-    search_fields = ("sample__id__exact", "label__exact", "author__username")
+    search_fields = ("label__exact", "author__username")

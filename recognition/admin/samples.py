@@ -12,6 +12,7 @@ from django.utils.html import format_html
 from django.views.decorators.http import require_POST
 from PIL import Image
 
+from recognizer_site.admin_search import IdSearchMixin
 from recognizer_site.paginators import EstimatedCountPaginator
 from training import charts
 
@@ -33,7 +34,7 @@ from .strokes import strokes_replay_html
 
 
 @admin.register(Sample)
-class SampleAdmin(SampleReviewActions, admin.ModelAdmin):
+class SampleAdmin(IdSearchMixin, SampleReviewActions, admin.ModelAdmin):
     class Media:
         css = {"all": ["css/admin.css"]}
 
@@ -62,7 +63,7 @@ class SampleAdmin(SampleReviewActions, admin.ModelAdmin):
         LabelledByFilter,
         "created_at",
     )
-    search_fields = ("id__exact", "label__exact")
+    search_fields = ("label__exact",)  # and ids: IdSearchMixin
     search_help_text = "A sample id, or a label (searches the current label)."
     list_per_page = 50
     fieldsets = (
