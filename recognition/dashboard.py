@@ -1,11 +1,13 @@
 """What the moderation dashboard shows: how the model does over versions and on user data."""
 
-import hashlib
-import json
+import logging
+from datetime import timedelta
 
 import numpy as np
 from django.conf import settings
 from django.core.cache import cache
+from django.db import transaction
+from django.utils import timezone
 
 from training import charts
 from training import selectors as training_selectors
@@ -15,16 +17,18 @@ from training.pretraining import confused_pairs
 from training.registry import NoActiveModel, active_model
 
 from . import selectors
-from .models import Correction
 
-# Enough corrected samples for a stable figure, few enough to predict within a request.
+# Enough corrected samples for a stable figure, few enough to predict within a task.
 CORRECTED_LIMIT = 2000
 # The versions the table and chart show: a busy site makes a new one every few corrections.
 RECENT_VERSIONS = 50
-# The active model's figure on corrected samples is kept until a new correction or
-# version; moderators' exclusions show within this many seconds.
-ON_CORRECTED_SECONDS = 60
-CHART_SECONDS = 3600
+# The figures that read whole tables or run the model are computed apart and kept: a page
+# shows the newest and asks for fresh ones once they are older than this.
+REFRESH_SECONDS = 60
+FIGURES_KEY = "dashboard:figures"
+REFRESHING_KEY = "dashboard:figures:refreshing"
+
+logger = logging.getLogger(__name__)
 
 
 def _accuracy(predicted: np.ndarray, labels: np.ndarray) -> dict | None:
@@ -34,21 +38,6 @@ def _accuracy(predicted: np.ndarray, labels: np.ndarray) -> dict | None:
 
 
 def active_model_on_corrected_samples() -> dict | None:
-    """``active_model_on_corrected_samples_now()``, cached until a new correction or version."""
-    try:
-        number = active_model.get().number
-    except NoActiveModel:
-        return None
-    newest = Correction.objects.order_by("-pk").values_list("pk", flat=True).first()
-    key = f"dashboard:on-corrected:v{number}:c{newest}"
-    figures = cache.get(key)
-    if figures is None:
-        figures = active_model_on_corrected_samples_now()
-        cache.set(key, figures, ON_CORRECTED_SECONDS)
-    return figures
-
-
-def active_model_on_corrected_samples_now() -> dict | None:
     """Accuracy of the active model on user samples a person labelled, newest first.
 
     Fine-tunes train on most of them: every correction is learned, whatever its
@@ -78,23 +67,8 @@ def active_model_on_corrected_samples_now() -> dict | None:
     }
 
 
-def _accuracy_chart(rows: list[dict]) -> str | None:
-    """The chart of ``rows``, drawn once per distinct set of figures (drawing it is most of
-    the dashboard's time)."""
-    if not rows:
-        return None
-    key = "dashboard:chart:" + hashlib.sha256(json.dumps(rows).encode()).hexdigest()
-    chart = cache.get(key)
-    if chart is None:
-        png = charts.accuracy_over_versions_png(rows, measure=training_selectors.MEASURE)
-        chart = charts.data_url(png)
-        cache.set(key, chart, CHART_SECONDS)
-    return chart
-
-
-def dashboard_data() -> dict:
-    versions = training_selectors.versions_newest(limit=RECENT_VERSIONS)
-    rows = [
+def _version_rows() -> list[dict]:
+    return [
         {
             "number": version.number,
             "status": version.status,
@@ -102,20 +76,64 @@ def dashboard_data() -> dict:
             **training_selectors.version_gate_scores(version),
             "forgetting": version.recorded_forgetting,
         }
-        for version in versions
+        for version in training_selectors.versions_newest(limit=RECENT_VERSIONS)
     ]
+
+
+def figures_refresh() -> dict:
+    """Compute the slow figures (per-class counts, confused pairs, the active model on
+    corrected samples, the accuracy chart) and keep them for the pages."""
+    rows = _version_rows()
+    figures = {
+        "computed_at": timezone.now(),
+        "class_counts": list(selectors.sample_counts_by_class().items()),
+        "user_confused_pairs": selectors.samples_confused_pairs(),
+        "on_corrected": active_model_on_corrected_samples(),
+        "accuracy_chart": (
+            charts.data_url(
+                charts.accuracy_over_versions_png(rows, measure=training_selectors.MEASURE)
+            )
+            if rows
+            else None
+        ),
+    }
+    cache.set(FIGURES_KEY, figures, timeout=None)
+    cache.delete(REFRESHING_KEY)
+    return figures
+
+
+def figures_kept() -> dict:
+    """The kept figures, computed here only if there are none; stale ones are refreshed by a
+    task (one at a time) while the page shows them."""
+    figures = cache.get(FIGURES_KEY)
+    if figures is None:
+        return figures_refresh()
+    stale = timezone.now() - figures["computed_at"] > timedelta(seconds=REFRESH_SECONDS)
+    if stale and cache.add(REFRESHING_KEY, True, REFRESH_SECONDS):
+        transaction.on_commit(_send_refresh)
+    return figures
+
+
+def _send_refresh():
+    from .tasks import dashboard_refresh_task
+
+    try:
+        dashboard_refresh_task.apply_async(retry=False)
+    except Exception as error:  # kombu and redis raise several connection error types
+        logger.warning("Could not queue the dashboard's refresh (the next page will): %s", error)
+        cache.delete(REFRESHING_KEY)
+
+
+def dashboard_data() -> dict:
     active = training_selectors.version_active()
-    counts = selectors.sample_counts_by_class()
     pending = selectors.corrections_pending().select_related("author").order_by("-created_at")
     return {
-        "versions": rows,
+        **figures_kept(),
+        "versions": _version_rows(),
         "recent_versions": RECENT_VERSIONS,
+        "refresh_seconds": REFRESH_SECONDS,
         "measure": training_selectors.MEASURE,
-        "accuracy_chart": _accuracy_chart(rows),
         "active_version": active,
-        "class_counts": list(counts.items()),
-        "on_corrected": active_model_on_corrected_samples(),
-        "user_confused_pairs": selectors.samples_confused_pairs(),
         "model_confused_pairs": (
             confused_pairs(active.metrics["confusion"])
             if active and "confusion" in active.metrics

@@ -1,4 +1,7 @@
-"""Pages and API lists make as many queries with many rows and versions as with few."""
+"""Pages and API lists make as many queries with many rows and versions as with few, and the
+dashboard shows figures kept and refreshed apart."""
+
+import time
 
 import pytest
 from django.contrib.auth.models import User
@@ -7,10 +10,13 @@ from django.test import Client
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
+from recognition import dashboard
 from recognition.models import Correction, Prediction, Sample
 from recognizer_site import paginators
 from training.classes import CLASSES
 from training.models import ModelVersion, TrainingRun
+
+from .conftest import TEST_CACHE_URL
 
 pytestmark = pytest.mark.django_db
 
@@ -186,3 +192,32 @@ def test_long_lists_are_estimated_on_postgresql_and_counted_elsewhere(default_mo
     assert count(Sample.objects.order_by("pk")) == (40, not postgresql)
     # A filtered list the planner expects to be short is counted exactly.
     assert count(Sample.objects.filter(label="x")) == (8, True)
+
+
+def dashboard_figures(client: Client) -> tuple:
+    context = client.get(f"{SAMPLES}dashboard/").context
+    return context["computed_at"], dict(context["class_counts"])["x"]["labelled"]
+
+
+@pytest.mark.celery
+def test_the_dashboard_shows_kept_figures_and_a_worker_refreshes_stale_ones(
+    default_model, start_worker, redis_cache, monkeypatch
+):
+    start_worker(CACHE_URL=TEST_CACHE_URL)
+    root = User.objects.create_superuser("root", password="pw-for-tests-only")
+    client = Client()
+    client.force_login(root)
+    grow(samples=10, versions=1, base=default_model, author=root)
+    first, labelled = dashboard_figures(client)  # none kept yet: computed by the page
+    assert labelled == 2
+
+    grow(samples=10, versions=1, base=default_model, author=root)
+    assert dashboard_figures(client) == (first, 2)  # kept, fresh: not recomputed
+
+    monkeypatch.setattr(dashboard, "REFRESH_SECONDS", 0)
+    assert dashboard_figures(client) == (first, 2)  # stale: shown, and a refresh is sent
+    deadline = time.monotonic() + 60
+    while (figures := dashboard_figures(client))[0] == first:
+        assert time.monotonic() < deadline, "the worker did not refresh the dashboard"
+        time.sleep(0.2)
+    assert figures[1] == 4  # the worker's figures count the newer samples
