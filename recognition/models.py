@@ -124,6 +124,12 @@ class Sample(models.Model):
             models.Index(
                 fields=["label", "replay_key"], name="sample_replay_order", condition=~Q(label="")
             ),
+            # Moderator-reviewed ones, which replay takes first: their own order.
+            models.Index(
+                fields=["label", "replay_key"],
+                name="sample_replay_moderated",
+                condition=~Q(label="") & Q(status__in=["confirmed", "relabeled"]),
+            ),
             models.Index(
                 fields=["-id"],
                 name="sample_labelled_newest",

@@ -13,6 +13,7 @@ from django.utils import timezone
 from recognition import dashboard
 from recognition.models import Correction, Prediction, Sample
 from recognizer_site import paginators
+from training import replay
 from training.classes import CLASSES
 from training.models import ModelVersion, TrainingRun
 
@@ -63,6 +64,7 @@ def grow(*, samples: int, versions: int, base: ModelVersion, author: User):
             predicted_label=label,
             confidence=(i % 97) / 97,
             model_version_number=base.number,
+            heldout_bucket=i,  # as Sample.save gives it
         )
         for i, label in enumerate(labels)
     )
@@ -192,6 +194,24 @@ def test_long_lists_are_estimated_on_postgresql_and_counted_elsewhere(default_mo
     assert count(Sample.objects.order_by("pk")) == (40, not postgresql)
     # A filtered list the planner expects to be short is counted exactly.
     assert count(Sample.objects.filter(label="x")) == (8, True)
+
+
+def test_a_fine_tunes_selection_makes_as_many_queries_with_many_rows(default_model):
+    root = User.objects.create_superuser("root", password="pw-for-tests-only")
+
+    def selection_queries() -> tuple[int, int]:
+        with CaptureQueriesContext(connection) as replayed:
+            replay.replay_set(exclude_ids=(), per_class=20, every=3, seed=0)
+        with CaptureQueriesContext(connection) as held_out:
+            replay.heldout_user_set(exclude_ids=(), every=3, limit=50)
+        return len(replayed), len(held_out)
+
+    grow(samples=60, versions=1, base=default_model, author=root)
+    few = selection_queries()
+    grow(samples=600, versions=1, base=default_model, author=root)
+    assert selection_queries() == few
+    if connection.vendor == "postgresql":  # every class's windows in one statement
+        assert few == (2, 1)
 
 
 def dashboard_figures(client: Client) -> tuple:

@@ -76,4 +76,7 @@ def test_samples_get_their_latest_prediction_and_predictions_their_tally():
         ("7", 5): (150, pytest.approx(4500.0)),  # 30 ms: within (20, 50]
     }
     assert new.get_model("recognition", "Sample")._meta.get_field("reviewed")
+    with connection.cursor() as cursor:  # the later indexes were built on these rows too
+        indexes = connection.introspection.get_constraints(cursor, "recognition_sample")
+    assert {"sample_review_queue", "sample_replay_moderated"} <= set(indexes)
     call_command("migrate", verbosity=0)  # nothing left to apply

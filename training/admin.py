@@ -75,6 +75,7 @@ class ModelVersionAdmin(ReadOnlyAdmin):
         "created_at",
     )
     list_filter = ("status", "pinned")
+    list_per_page = 50  # as the samples: rendering a row costs more than reading it
     list_select_related = ("parent",)
     actions = ("activate", "pin", "unpin")
     fields = (

@@ -83,19 +83,9 @@ def replay_set(*, exclude_ids, per_class: int, every: int, seed: int) -> GlyphSe
     )
     rng = np.random.default_rng(seed)
     starts = {label: float(rng.random()) for label in CLASSES}
-    # Each class and kind: the next ``per_class`` from its start, and from the beginning
-    # in case those run out before the quota is met.
-    windows = []
-    for label, start in starts.items():
-        for moderated in (True, False):
-            of_kind = candidates.filter(label=label, moderated=moderated)
-            windows += [
-                of_kind.filter(replay_key__gte=start)[:per_class],
-                of_kind.filter(replay_key__lt=start)[:per_class],
-            ]
     in_order: dict[tuple[str, bool], list] = {}
     for pk, label, moderated, _ in sorted(
-        _rows_of(windows), key=lambda row: (row[3] < starts[row[1]], row[3])
+        _windows(candidates, starts, per_class), key=lambda row: (row[3] < starts[row[1]], row[3])
     ):
         in_order.setdefault((label, bool(moderated)), []).append(pk)
     chosen: list[int] = []
@@ -106,12 +96,44 @@ def replay_set(*, exclude_ids, per_class: int, every: int, seed: int) -> GlyphSe
     return _glyph_set(rows.values_list("pk", "label", "glyph"))
 
 
-def _rows_of(windows: list) -> list:
-    """The rows of sliced querysets: one UNION ALL statement where the database allows
-    slices inside it (PostgreSQL), else one query each (SQLite, where queries are local)."""
-    if connections[windows[0].db].features.supports_slicing_ordering_in_compound:
-        return list(windows[0].union(*windows[1:], all=True))
-    return [row for window in windows for row in window]
+# Stand-ins for a class and its start in the window queries compiled once per kind.
+_LABEL, _START = "replay-window-label", -1234.5
+
+
+def _windows(candidates, starts: dict[str, float], per_class: int) -> list[tuple]:
+    """(pk, label, moderated, replay_key) of each class's and kind's next ``per_class``
+    candidates from its start, and from the beginning in case those run out first.
+
+    Four queries (moderated or not, from the start or before it) are compiled once
+    and run with every class's label and start: compiling 144 of them took longer
+    than running them. PostgreSQL runs them as one UNION ALL; SQLite, which allows
+    no slices in a compound, one by one (its queries are local).
+    """
+    statements = []
+    for moderated in (True, False):
+        of_kind = candidates.filter(label=_LABEL, moderated=moderated)
+        for window in (
+            of_kind.filter(replay_key__gte=_START),
+            of_kind.filter(replay_key__lt=_START),
+        ):
+            sql, params = window[:per_class].query.sql_with_params()
+            statements += [
+                (sql, [label if p == _LABEL else start if p == _START else p for p in params])
+                for label, start in starts.items()
+            ]
+    connection = connections[candidates.db]
+    with connection.cursor() as cursor:
+        if connection.features.supports_slicing_ordering_in_compound:
+            cursor.execute(
+                " UNION ALL ".join(f"({sql})" for sql, _ in statements),
+                [p for _, params in statements for p in params],
+            )
+            return cursor.fetchall()
+        rows = []
+        for sql, params in statements:
+            cursor.execute(sql, params)
+            rows += cursor.fetchall()
+        return rows
 
 
 def heldout_user_set(*, exclude_ids, every: int, limit: int) -> GlyphSet:
