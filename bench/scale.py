@@ -573,23 +573,19 @@ def child(rows: int, out: Path, repeat: int, budget: float, keep: Path | None):
     new_ids = tuple(
         Sample.objects.exclude(label="").order_by("-pk").values_list("pk", flat=True)[:20]
     )
-    figures["fine-tune replay selection"] = timed_runs(
-        lambda: replay.replay_set(
-            exclude_ids=new_ids,
-            per_class=replay.REPLAY_PER_CLASS,
-            every=every,
-            seed=0,
+    selections = {
+        "fine-tune replay selection": lambda: replay.replay_set(
+            exclude_ids=new_ids, per_class=replay.REPLAY_PER_CLASS, every=every, seed=0
         ),
-        repeat=repeat,
-        budget=budget,
-    )
-    figures["fine-tune held-out selection"] = timed_runs(
-        lambda: replay.heldout_user_set(
+        "fine-tune held-out selection": lambda: replay.heldout_user_set(
             exclude_ids=new_ids, every=every, limit=replay.HELDOUT_LIMIT
         ),
-        repeat=repeat,
-        budget=budget,
-    )
+    }
+    for name, select in selections.items():
+        figures[name] = {
+            **timed_runs(select, repeat=repeat, budget=budget),
+            "note": f"{len(select())} glyphs",  # at 10,000 rows, fewer than asked for exist
+        }
     connection.close()
     with tempfile.TemporaryDirectory(prefix="scale-export-") as folder:
         export = export_run(dict(os.environ), Path(folder) / "out")
