@@ -159,7 +159,8 @@ def correct_in_process(rows) -> None:
     from training.services import training_run_execute
 
     # No broker in this process: the bench runs each fine-tune itself, so say nothing of queueing.
-    logging.getLogger("training.services").setLevel(logging.ERROR)
+    for name in ("training.services", "training.runs"):
+        logging.getLogger(name).setLevel(logging.ERROR)
     writer, _ = User.objects.get_or_create(username="bench-writer")
     writer.groups.add(Group.objects.get(name="Trusted writers"))
     for path, label, *_ in rows:
@@ -242,7 +243,7 @@ def measure_forgetting(pool, already_used) -> dict:
 
 
 def main():
-    with Deployment(FINE_TUNE_THREADS=2) as deployment:
+    with Deployment(FINE_TUNE_THREADS=os.environ.get("FINE_TUNE_THREADS", 2)) as deployment:
         os.environ.update(deployment.env)
         import django
 
