@@ -5,10 +5,13 @@ FINE_TUNE_STALE_SECONDS at the end of a real phase; the real sweep then runs
 where a periodic one could have.
 """
 
+import threading
+import time
 from datetime import timedelta
 from pathlib import Path
 
 import pytest
+from django.db import connection, transaction
 from django.utils import timezone
 
 from recognition import services as recognition_services
@@ -160,3 +163,36 @@ def test_the_sweep_stops_requeueing_runs_that_cannot_load_the_active_version(
     registry.version_activate(version=good_copy)
     assert runs.training_runs_sweep()["dispatched"] is not None
     assert TrainingRun.objects.filter(status="queued").exists()
+
+
+def test_a_claim_that_waited_for_the_running_run_starts_after_it_finished(transactional_db):
+    """As in a publish: the running run's transaction beats, then finishes; a claim made
+    between the two waits for its commit and must not date its start before that finish."""
+    earlier = TrainingRun.objects.create(
+        status="running", started_at=timezone.now(), heartbeat_at=timezone.now()
+    )
+    queued = TrainingRun.objects.create(status="queued")
+    holding, claiming = threading.Event(), threading.Event()
+
+    def publish():
+        try:
+            with transaction.atomic():
+                assert runs.training_run_heartbeat(earlier)
+                holding.set()
+                claiming.wait(5)
+                time.sleep(0.3)  # the claim is blocked on this transaction by now
+                assert runs.training_run_finish(earlier, status="succeeded")
+        finally:
+            connection.close()
+
+    publisher = threading.Thread(target=publish)
+    publisher.start()
+    assert holding.wait(5)
+    claiming.set()
+    claimed = runs.training_run_claim(run_id=queued.pk)
+    publisher.join()
+
+    earlier.refresh_from_db()
+    claimed.refresh_from_db()
+    assert earlier.status == "succeeded" and claimed.status == "running"
+    assert earlier.finished_at <= claimed.started_at

@@ -106,8 +106,10 @@ def training_run_claim(*, run_id: int) -> TrainingRun | None:
         if not claimed:
             return None
         run = TrainingRun.objects.get(pk=run_id)
+        # The claim may have waited for the previous run to commit: it starts now, after it.
+        run.started_at = run.heartbeat_at = timezone.now()
         run.parent_version = selectors.version_active()
-        run.save(update_fields=["parent_version"])
+        run.save(update_fields=["started_at", "heartbeat_at", "parent_version"])
         recognition_services.corrections_take_pending(
             run=run, limit=settings.FINE_TUNE["MAX_CORRECTIONS"]
         )
