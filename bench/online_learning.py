@@ -172,7 +172,7 @@ def correct_in_process(rows) -> None:
 
 
 def active_accuracy(glyphs, labels) -> float:
-    from training.registry import active_model
+    from training.serving import active_model
 
     active_model.clear()
     probabilities = active_model.get().predict_proba(glyphs)

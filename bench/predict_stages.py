@@ -44,7 +44,7 @@ def measure(rounds: int) -> dict[str, list[float]]:
     from recognition import services
     from recognition.images import decode_drawing, encode_png
     from training.preprocessing import preprocess_image
-    from training.registry import active_model
+    from training.serving import active_model
 
     bodies = [body for body, _ in loadgen.drawings()]
     pngs = [base64.b64decode(json.loads(body)["image"]) for body in bodies]

@@ -14,7 +14,8 @@ from training import selectors as training_selectors
 from training.classes import CLASS_INDEX
 from training.models import ModelVersion
 from training.pretraining import confused_pairs
-from training.registry import NoActiveModel, active_model
+from training.registry import NoActiveModel
+from training.serving import active_model
 
 from . import selectors
 

@@ -10,7 +10,7 @@ from django.http import JsonResponse
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
 
-from training.registry import active_model
+from training.serving import active_model
 
 logger = logging.getLogger(__name__)
 

@@ -26,7 +26,7 @@ from training import datasets, nn, registry
 from training.classes import CLASSES
 from training.models import ModelVersion
 from training.preprocessing import preprocess_image
-from training.registry import active_model
+from training.serving import active_model
 
 from .drawing import ONE, SEVEN, ZERO, draw_png  # noqa: F401  (re-exported for tests)
 

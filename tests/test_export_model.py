@@ -17,7 +17,7 @@ from training import datasets, export, registry
 from training.classes import CLASSES
 from training.models import ModelVersion
 from training.preprocessing import PREPROCESSING_VERSION, preprocess_image
-from training.registry import active_model
+from training.serving import active_model
 
 from .conftest import HANDWRITING, copy_of, misread_handwriting
 from .test_version_store import corrected, run_queued

@@ -14,7 +14,7 @@ from django.core.management import call_command
 from django.db import IntegrityError, transaction
 
 from recognizer_site.storage import AtomicFileSystemStorage
-from training import registry
+from training import registry, serving
 from training.models import ModelVersion
 
 from .conftest import ONE, _database_url, _free_port, copy_of, draw_png
@@ -23,7 +23,7 @@ from .conftest import ONE, _database_url, _free_port, copy_of, draw_png
 @pytest.mark.django_db
 def test_tampered_or_missing_weights_are_never_loaded(default_model, settings, caplog):
     settings.MODEL_RELOAD_INTERVAL = 0
-    assert registry.active_model.get().number == default_model.number
+    assert serving.active_model.get().number == default_model.number
     tampered = copy_of(default_model)
     path = tampered.weights.path
     with open(path, "r+b") as handle:
@@ -35,7 +35,7 @@ def test_tampered_or_missing_weights_are_never_loaded(default_model, settings, c
         registry.version_load_model(tampered)
 
     registry.version_activate(version=tampered)
-    assert registry.active_model.get().number == default_model.number  # keeps the last good one
+    assert serving.active_model.get().number == default_model.number  # keeps the last good one
     assert "Refusing model" in caplog.text
 
     missing = copy_of(default_model)

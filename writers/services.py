@@ -7,7 +7,8 @@ from django.db.models import QuerySet
 from django.utils import timezone
 
 from recognition import selectors as recognition_selectors
-from training.registry import LoadedModel, NoActiveModel, active_model
+from training.registry import NoActiveModel
+from training.serving import LoadedModel, active_model
 
 from .models import PersonalModel
 from .prototypes import MAX_PROTOTYPES, Prototypes, hidden_and_logits

@@ -8,7 +8,8 @@ from django.db import transaction
 from training import runs
 from training.classes import CLASS_INDEX, CLASSES
 from training.models import TrainingRun
-from training.registry import NoActiveModel, active_model
+from training.registry import NoActiveModel
+from training.serving import active_model
 from writers import services as writers_services
 
 from .. import selectors

@@ -13,7 +13,7 @@ from PIL import Image
 
 from training.classes import CLASS_INDEX, CLASSES
 from training.preprocessing import BlankImageError, preprocess_image
-from training.registry import LoadedModel, active_model
+from training.serving import LoadedModel, active_model
 from writers import services as writers_services
 from writers.identity import Writer
 from writers.prototypes import personal_proba
