@@ -50,7 +50,7 @@ def test_small_drops_that_add_up_past_the_budget_are_refused(committed):
     assert decision.reason.startswith("forgetting since the pretrained version, 0.60 points")
 
 
-def head_tuned(committed, trunk: FrozenTrunk | None = None, steps: int = 30):
+def head_tuned(committed, trunk: FrozenTrunk | None = None, steps: int = 30, scope: str = "head"):
     """The committed model taught to read its own first misread evaluation glyph right."""
     model, glyphs, labels, _ = committed
     misread = np.flatnonzero(nn.predict_proba(model, glyphs).argmax(axis=1) != labels)[:1]
@@ -60,7 +60,7 @@ def head_tuned(committed, trunk: FrozenTrunk | None = None, steps: int = 30):
         new_labels=labels[misread],
         replay_glyphs=glyphs[::4],
         replay_labels=labels[::4],
-        config=FineTuneConfig(trainable="head", steps=steps),
+        config=FineTuneConfig(trainable=scope, steps=steps),
         trunk=trunk,
     )
     return candidate, glyphs[misread], labels[misread]
@@ -108,16 +108,8 @@ def test_a_head_fine_tune_refuses_another_models_trunk(committed):
 
 @pytest.mark.parametrize("scope", ["last", "head"])
 def test_a_fine_tune_returns_exactly_what_its_stored_delta_loads_as(committed, scope):
-    model, glyphs, labels, _ = committed
-    misread = np.flatnonzero(nn.predict_proba(model, glyphs).argmax(axis=1) != labels)[:1]
-    candidate = fine_tune(
-        model,
-        new_glyphs=glyphs[misread],
-        new_labels=labels[misread],
-        replay_glyphs=glyphs[::4],
-        replay_labels=labels[::4],
-        config=FineTuneConfig(trainable=scope, steps=5),
-    )
+    model = committed[0]
+    candidate, _, _ = head_tuned(committed, steps=5, scope=scope)
     delta = nn.serialize_delta(candidate, names=nn.STORED[scope], base_sha256="base")
     if scope == "last":
         assert len(delta) < 25_000  # 9,508 numbers at half precision

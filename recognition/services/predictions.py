@@ -152,15 +152,15 @@ def _store(*, sample: Sample, png: bytes, prediction: Prediction):
 def _prediction_tally_add(*, label: str, latency_ms: float):
     """Count one prediction in its (label, latency bucket) row, inside the caller's transaction."""
     bucket = bisect.bisect_left(LATENCY_BOUNDS_MS, latency_ms)
-    counted = PredictionTally.objects.filter(label=label, bucket=bucket).update(
-        count=F("count") + 1, sum_ms=F("sum_ms") + latency_ms
-    )
-    if counted:
+    row = PredictionTally.objects.filter(label=label, bucket=bucket)
+
+    def count_in_row() -> int:
+        return row.update(count=F("count") + 1, sum_ms=F("sum_ms") + latency_ms)
+
+    if count_in_row():
         return
     try:
         with transaction.atomic():  # the row's first prediction, unless another process won
             PredictionTally.objects.create(label=label, bucket=bucket, count=1, sum_ms=latency_ms)
     except IntegrityError:
-        PredictionTally.objects.filter(label=label, bucket=bucket).update(
-            count=F("count") + 1, sum_ms=F("sum_ms") + latency_ms
-        )
+        count_in_row()
