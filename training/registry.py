@@ -186,13 +186,6 @@ def version_load_model(version: ModelVersion) -> torch.nn.Module:
     return model
 
 
-def version_trunk(version: ModelVersion) -> ModelVersion:
-    """The version whose full set holds ``version``'s trunk: itself, unless a delta."""
-    while version.base_id is not None:
-        version = version.base
-    return version
-
-
 def candidate_weights(
     candidate: nn.GlyphNet, *, parent: ModelVersion, scope: str
 ) -> tuple[bytes, ModelVersion | None]:
