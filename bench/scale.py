@@ -16,7 +16,9 @@ Each measurement runs once to warm up, then up to --repeat times within --budget
 seconds (at least once): the n column says how many. The cpu column is the median
 CPU time of the measuring process (Django's work, not the database server's).
 With ``--keep DIR`` the databases and media stay in DIR: the first run of a size
-fills it, later runs migrate it and measure again.
+fills it, later runs migrate it and measure again; then ``--compare-empty`` rounds
+time predictions on the filled database and on a copy of it emptied of samples, in
+one process switching between them, so that both meet the same machine and model.
 """
 
 import argparse
@@ -24,6 +26,7 @@ import base64
 import json
 import os
 import resource
+import sqlite3
 import statistics
 import subprocess
 import sys
@@ -38,6 +41,7 @@ sys.path.insert(0, str(ROOT))
 from bench.server import Deployment  # noqa: E402
 
 BATCH = 20_000
+HELDOUT_COMPARED = 15  # held-out glyphs a 10,000-row fill always holds
 DAYS = 60
 
 
@@ -88,6 +92,71 @@ def run_size(rows: int, args) -> dict:
             return json.loads(out.read_text())
     finally:
         drop()
+
+
+def compare_empty(rows: int, args) -> None:
+    """A prediction's p50 on the filled database and on a copy of it emptied of samples, in one
+    process that switches between them every few requests, so that both meet the same
+    machine and the same model: the whole request and its database time."""
+    url, _ = fresh_database(rows, args.keep)
+    empty_url, drop_empty = emptied_copy(rows, url, args.keep)
+    try:
+        overrides = {"DATABASE_URL": url, "EMPTY_DATABASE_URL": empty_url}
+        overrides["MEDIA_ROOT"] = args.keep / f"media_{rows}"
+        with Deployment(**overrides) as deployment:
+            deployment.start_redis()
+            out = deployment.dir / "predict.json"
+            subprocess.run(
+                [sys.executable, __file__, "--child-predict", "--out", str(out),
+                 "--repeat", str(args.compare_empty)],
+                cwd=ROOT, env=deployment.env, check=True,
+            )  # fmt: skip
+            figures = json.loads(out.read_text())
+    finally:
+        drop_empty()
+    print(f"\nA prediction, {rows:,} rows against none, {figures['rounds']} rounds alternated:")
+    for figure, by_database in figures["p50"].items():
+        print(
+            f"  {figure}: p50 {by_database['filled']:.2f} ms filled, {by_database['empty']:.2f} "
+            f"ms empty ({by_database['filled'] - by_database['empty']:+.2f} ms)",
+            flush=True,
+        )
+
+
+# What an emptied copy keeps: the model versions, their runs, users; no samples.
+EMPTIED = ["recognition_sample", "recognition_predictiontally"]
+
+
+def emptied_copy(rows: int, url: str | None, keep: Path):
+    """(DATABASE_URL, drop) of a copy of the size's database without samples, predictions,
+    corrections or tallies."""
+    if url is None or not url.startswith("postgres"):
+        original = keep / f"db_{rows}.sqlite3"
+        copy = keep / f"db_{rows}_empty.sqlite3"
+        with sqlite3.connect(original) as source, sqlite3.connect(copy) as target:
+            source.backup(target)
+            target.executescript(
+                "PRAGMA foreign_keys=OFF; DELETE FROM recognition_prediction; "
+                "DELETE FROM training_trainingrun_corrections; DELETE FROM recognition_correction; "
+                + "".join(f"DELETE FROM {table}; " for table in EMPTIED)
+            )
+        return f"sqlite:///{copy}", lambda: copy.unlink(missing_ok=True)
+    import psycopg
+
+    server = url.replace("postgres://", "postgresql://").rsplit("/", 1)[0]
+    name = f"scale_{rows}_empty"
+    with psycopg.connect(f"{server}/postgres", autocommit=True) as db:
+        db.execute(f"DROP DATABASE IF EXISTS {name}")
+        db.execute(f"CREATE DATABASE {name} TEMPLATE scale_{rows}")
+    with psycopg.connect(f"{server}/{name}", autocommit=True) as db:
+        db.execute(f"TRUNCATE {', '.join(EMPTIED)} CASCADE")
+        db.execute("VACUUM ANALYZE")
+
+    def drop():
+        with psycopg.connect(f"{server}/postgres", autocommit=True) as db:
+            db.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+    return url.rsplit("/", 1)[0] + f"/{name}", drop
 
 
 def print_table(figures: dict):
@@ -432,6 +501,10 @@ def fill(rows: int, png: bytes) -> dict:
             for k, c in enumerate(correction_ids)
         ]
         insert(through, links, connection)
+        # Statistics that count this transaction's rows (an autovacuum during the fill sees
+        # none): the deferred foreign-key checks are planned with them at commit.
+        with connection.cursor() as cursor:
+            cursor.execute("ANALYZE")
     if connection.vendor == "postgresql":
         with connection.cursor() as cursor:  # what autovacuum would have done by now
             cursor.execute("VACUUM ANALYZE")
@@ -466,6 +539,64 @@ def export_run(env: dict, out: Path) -> dict:
         raise RuntimeError("export_samples failed")
     exported = sum(1 for _ in out.rglob("*.png"))
     return {"ms": elapsed, "peak_mb": usage.ru_maxrss / 1024, "files": exported}
+
+
+def child_predict(out: Path, rounds: int):
+    """``rounds`` of 40 predictions on each database (EMPTY_DATABASE_URL's and
+    DATABASE_URL's, the first of each order alternating), switching the one connection
+    between them; the p50 of each database's requests and of their queries' time."""
+    import django
+    import environ
+
+    django.setup()
+    from django.db import connection
+    from django.test import Client
+
+    from tests.drawing import ONE, draw_png
+
+    body = json.dumps({"image": base64.b64encode(draw_png(ONE)).decode()})
+    api = Client(HTTP_HOST="127.0.0.1")
+    names = {
+        "filled": connection.settings_dict["NAME"],
+        "empty": environ.Env.db_url_config(os.environ["EMPTY_DATABASE_URL"])["NAME"],
+    }
+    spent = []
+
+    def timed_query(execute, sql, params, many, context):
+        begin = time.perf_counter()
+        try:
+            return execute(sql, params, many, context)
+        finally:
+            spent[-1] += time.perf_counter() - begin
+
+    def predict():
+        response = api.post("/api/predictions/", body, content_type="application/json")
+        assert response.status_code == 201, response.content
+
+    times = {name: [] for name in names}
+    database_ms = {name: [] for name in names}
+    for round_number in range(rounds):
+        for which in list(names)[:: 1 if round_number % 2 else -1]:
+            connection.close()
+            connection.settings_dict["NAME"] = names[which]
+            for _ in range(5):  # the new connection, its plans and the pages it reads
+                predict()
+            with connection.execute_wrapper(timed_query):
+                for _ in range(40):
+                    spent.append(0.0)
+                    begin = time.perf_counter()
+                    predict()
+                    times[which].append((time.perf_counter() - begin) * 1000)
+                    database_ms[which].append(spent[-1] * 1000)
+    out.write_text(json.dumps({
+        "rounds": rounds,
+        "p50": {
+            "request": {name: statistics.median(values) for name, values in times.items()},
+            "its queries": {
+                name: statistics.median(values) for name, values in database_ms.items()
+            },
+        },
+    }))  # fmt: skip
 
 
 def child(rows: int, out: Path, repeat: int, budget: float, keep: Path | None):
@@ -591,6 +722,11 @@ def child(rows: int, out: Path, repeat: int, budget: float, keep: Path | None):
         "fine-tune held-out selection": lambda: replay.heldout_user_set(
             exclude_ids=new_ids, every=every, limit=replay.HELDOUT_LIMIT
         ),
+        # The same selection asked for as many glyphs as 10,000 rows hold, so the two sizes
+        # do the same work and only the table differs.
+        f"fine-tune held-out selection, first {HELDOUT_COMPARED}": lambda: replay.heldout_user_set(
+            exclude_ids=new_ids, every=every, limit=HELDOUT_COMPARED
+        ),
     }
     for name, select in selections.items():
         figures[name] = {
@@ -630,17 +766,35 @@ def main():
         help="a folder for databases and media that outlive the run: filled by the first run "
         "of a size, measured again (after any new migrations) by the next ones",
     )
+    parser.add_argument(
+        "--compare-empty",
+        type=int,
+        default=10,
+        metavar="ROUNDS",
+        help="with --keep, after each size: ROUNDS of 40 predictions on the filled database and "
+        "40 on a copy of it emptied of samples, in one process (0: none)",
+    )
+    parser.add_argument(
+        "--compare-only", action="store_true", help="with --keep: only the --compare-empty rounds"
+    )
     parser.add_argument("--child", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--child-predict", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--out", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.keep:
         args.keep = args.keep.resolve()
         args.keep.mkdir(parents=True, exist_ok=True)
+    if args.child_predict:
+        child_predict(args.out, args.repeat)
+        return
     if args.child:
         child(args.child, args.out, args.repeat, args.budget, args.keep)
         return
     for rows in args.rows:
-        print_table(run_size(rows, args))
+        if not args.compare_only:
+            print_table(run_size(rows, args))
+        if args.compare_empty and args.keep:  # the filled database must outlive its run
+            compare_empty(rows, args)
 
 
 if __name__ == "__main__":
