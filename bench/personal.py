@@ -117,15 +117,16 @@ def tune(drawings: dict) -> None:
     served = nn.for_inference(nn.deserialize_state(weights.read_bytes()))
 
     def features(png: bytes):
-        glyph = preprocess_image(Image.open(io.BytesIO(png)))
-        return personal.hidden_and_logits(served, glyph)
+        seen = personal.drawn(served, preprocess_image(Image.open(io.BytesIO(png))))
+        return seen.rows[0], seen.hidden[0], seen.logits[0]
 
+    bias = personal.hidden_bias(served)
     writers = []
     for by_label in drawings.values():
         rows = []
         for label, (first, second) in by_label.items():
-            (h1, l1), (h2, l2) = features(first), features(second)
-            rows.append((CLASS_INDEX[label], h1[0], l1[0], h2[0], l2[0]))
+            (r1, h1, l1), (_, h2, l2) = features(first), features(second)
+            rows.append((CLASS_INDEX[label], r1, h1, l1, h2, l2))
         writers.append(rows)
     print(f"validation writers {len(writers)}, classes drawn {sum(map(len, writers))}")
     print("threshold  gain  first pass: before -> after   second: corrected      others      all")
@@ -139,13 +140,13 @@ def tune(drawings: dict) -> None:
                 # The writer confirms each right answer and corrects each misread, so
                 # the first pass meets a memory of the classes drawn so far.
                 memory = personal.Prototypes.empty()
-                for label, hidden, logits, _, _ in rows:
-                    after = (logits + memory.bonus(hidden)).argmax()
+                for label, row, hidden, logits, _, _ in rows:
+                    after = (logits + memory.bonus(hidden, bias)).argmax()
                     counts[0] += (1, logits.argmax() == label, after == label)
-                    memory = memory.with_row(hidden, CLASSES[label])
-                for label, _, first_logits, hidden, logits in rows:
+                    memory = memory.with_row(row, CLASSES[label])
+                for label, _, _, first_logits, hidden, logits in rows:
                     group = 1 if first_logits.argmax() != label else 2
-                    after = (logits + memory.bonus(hidden)).argmax()
+                    after = (logits + memory.bonus(hidden, bias)).argmax()
                     counts[group] += (1, logits.argmax() == label, after == label)
             first, corrected, others = (counts[:, 1:].T / counts[:, 0]).T
             second = counts[1:, 2].sum() / counts[1:, 0].sum()

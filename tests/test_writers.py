@@ -4,16 +4,19 @@ import base64
 
 import numpy as np
 import pytest
+import torch
 from django.contrib.auth.models import User
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
 from recognition.models import Sample
+from training import nn, registry
 from training.classes import DIGITS, LETTERS
+from training.serving import active_model
 from writers.models import PersonalModel
-from writers.prototypes import MAX_PROTOTYPES
+from writers.prototypes import MAX_PROTOTYPES, Prototypes, drawn
 
-from .conftest import ONE, SEVEN, ZERO, copy_of, draw_png, misread_handwriting
+from .conftest import ONE, SEVEN, ZERO, draw_png, misread_handwriting
 
 pytestmark = pytest.mark.django_db
 
@@ -257,13 +260,30 @@ def test_the_newest_labels_are_kept(default_model):
     assert MAX_PROTOTYPES * 256 * 2 <= 64 * 1024  # the cap keeps a model in kilobytes
 
 
-def test_a_new_shared_version_rebuilds_the_personal_model(default_model, settings):
-    settings.MODEL_RELOAD_INTERVAL = 0
+def _version_with_other_hidden_weights(parent):
+    """A whole network whose hidden layer differs a little: personal rows need rebuilding."""
+    model = registry.version_load_model(parent)
+    with torch.no_grad():
+        model.classifier[1].weight.mul_(1.01)
+    return registry.version_create(
+        weights=nn.serialize_state(model), architecture=parent.architecture, metrics={},
+        training_info={"kind": "test"}, parent=parent, activate=True,
+    )  # fmt: skip
+
+
+def writer_who_corrected_a_misread():
+    """A page writer, the misread drawing, its true label, and the first answer to it."""
     png, true_label = misread_handwriting(1)[0]
     page = page_client()
     first = predict(page, png, source="page")
     correct(page, first["sample"], true_label, source="page")
-    newer = copy_of(default_model, activate=True)
+    return page, png, true_label, first
+
+
+def test_new_hidden_weights_rebuild_the_personal_model(default_model, settings):
+    settings.MODEL_RELOAD_INTERVAL = 0
+    page, png, true_label, first = writer_who_corrected_a_misread()
+    newer = _version_with_other_hidden_weights(default_model)
 
     again = predict(page, png, source="page")
     assert again["model_version"] == newer.number
@@ -273,8 +293,37 @@ def test_a_new_shared_version_rebuilds_the_personal_model(default_model, setting
 
     # A writer whose samples are gone keeps an empty model: the shared answer.
     Sample.objects.filter(pk=first["sample"]).delete()
-    copy_of(newer, activate=True)
+    _version_with_other_hidden_weights(newer)
     assert predict(page, png, source="page")["personal"] is False
+
+
+def test_a_last_layer_version_serves_the_kept_rows_unchanged(default_model, settings):
+    settings.MODEL_RELOAD_INTERVAL = 0
+    page, png, true_label, first = writer_who_corrected_a_misread()
+    stored = PersonalModel.objects.get()
+    # What the default fine-tune publishes: a new last layer and hidden bias, stored as a delta.
+    candidate = registry.version_load_model(default_model)
+    with torch.no_grad():
+        candidate.classifier[1].bias.add_(0.05)
+    weights, base = registry.candidate_weights(candidate, parent=default_model, scope="last")
+    tuned = registry.version_create(
+        weights=weights, metrics={}, training_info={}, parent=default_model, base=base,
+        activate=True,
+    )  # fmt: skip
+
+    again = predict(page, png, source="page")
+    assert again["model_version"] == tuned.number
+    assert again["label"] == true_label and again["personal"] is True
+    kept = PersonalModel.objects.get()
+    assert kept.model_version == default_model  # not rebuilt
+    assert bytes(kept.features) == bytes(stored.features)
+    # The rows do not depend on the bias: the new network computes the same ones.
+    glyph = Sample.objects.get(pk=first["sample"]).glyph_array()
+    np.testing.assert_allclose(
+        Prototypes.from_stored(kept.features, kept.labels).rows,
+        drawn(active_model.get().model, glyph).rows,
+        atol=0.02,  # stored at half precision
+    )
 
 
 def test_moderator_labels_do_not_teach_a_personal_model(default_model):

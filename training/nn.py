@@ -232,10 +232,19 @@ def for_inference(model: GlyphNet) -> nn.Module:
 
 def trunk_digest(model: GlyphNet) -> str:
     """Identifies the convolutional trunk: its weights and BatchNorm statistics."""
+    return _digest(model.features.state_dict().items())
+
+
+def hidden_weights_digest(model: GlyphNet) -> str:
+    """Identifies the trunk and the hidden layer's weights, which scope "last" leaves alone."""
+    hidden = model.classifier[1].weight
+    return _digest([*model.features.state_dict().items(), ("classifier.1.weight", hidden)])
+
+
+def _digest(named_tensors) -> str:
     digest = hashlib.sha256()
-    for name, tensor in model.features.state_dict().items():
-        digest.update(name.encode())
-        digest.update(tensor.detach().cpu().numpy().tobytes())
+    for name, tensor in named_tensors:  # the name, then the values
+        digest.update(name.encode() + tensor.detach().cpu().numpy().tobytes())
     return digest.hexdigest()
 
 

@@ -26,6 +26,8 @@ class LoadedModel:
     version_id: int
     number: int
     model: torch.nn.Module
+    # ``nn.hidden_weights_digest``: personal models made under another need rebuilding.
+    hidden_weights: str
 
     def predict_proba(self, glyphs: np.ndarray) -> np.ndarray:
         return nn.predict_proba(self.model, glyphs)
@@ -89,7 +91,10 @@ class ActiveModelCache:
             return
         torch.set_num_threads(settings.TORCH_THREADS)
         self._current = LoadedModel(
-            version_id=active.pk, number=active.number, model=nn.for_inference(model)
+            version_id=active.pk,
+            number=active.number,
+            model=nn.for_inference(model),
+            hidden_weights=nn.hidden_weights_digest(model),
         )
         logger.info("Serving model v%s", active.number)
 

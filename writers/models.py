@@ -10,8 +10,10 @@ class PersonalModel(models.Model):
     """One writer's prototypes, made with one shared model version's features.
 
     ``writer`` is the key ``writers.identity`` gives a person: ``user:<id>``,
-    ``session:<key>`` or ``token:<user id>:<writer>``. When another shared version
-    goes live the rows are rebuilt from the samples in ``sample_ids``.
+    ``session:<key>`` or ``token:<user id>:<writer>``. The rows serve every shared
+    version with the same trunk and hidden weights (``hidden_weights``), the default
+    fine-tunes' versions included; under other ones they are rebuilt from the samples
+    in ``sample_ids``.
     """
 
     writer = models.CharField(max_length=100, unique=True)
@@ -29,6 +31,11 @@ class PersonalModel(models.Model):
         on_delete=models.SET_NULL,
         related_name="+",
         help_text="The shared version whose features the prototypes hold.",
+    )
+    hidden_weights = models.CharField(
+        max_length=64,
+        blank=True,
+        help_text="nn.hidden_weights_digest of the network the rows were computed with.",
     )
     features = models.BinaryField(help_text="float16 feature rows, one per label")
     labels = models.CharField(

@@ -1,11 +1,14 @@
 """A writer's personal model: their own labelled drawings as prototypes (no Django).
 
-Each of the writer's labels keeps the served network's penultimate features (the
-hidden layer before the last linear one) of that drawing. A new drawing lifts the
-logit of a class by ``GAIN`` times how far its nearest prototype of that class
-lies above ``THRESHOLD`` in cosine similarity, so a drawing unlike all of them
-gets exactly the shared model's answer. ``bench/personal.py`` chose both figures
-on validation writers.
+Each of the writer's labels keeps what the served network's hidden layer makes
+of that drawing before its bias: the trunk's features times the layer's weights.
+A fine-tune of the last layer and that bias (the default scope) leaves these rows
+as they are, so they serve every such version exactly: the hidden features are the
+rows plus the served bias, through the ReLU. A new drawing lifts the logit of a
+class by ``GAIN`` times how far its nearest prototype of that class lies above
+``THRESHOLD`` in cosine similarity, so a drawing unlike all of them gets exactly
+the shared model's answer. ``bench/personal.py`` chose both figures on validation
+writers.
 """
 
 from dataclasses import dataclass
@@ -22,13 +25,29 @@ GAIN = 32.0
 MAX_PROTOTYPES = 128
 
 
-def hidden_and_logits(served: torch.nn.Module, glyphs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Penultimate features (N, D) and logits (N, 36) of ``nn.for_inference``'s network."""
+@dataclass(frozen=True)
+class Drawn:
+    """What ``nn.for_inference``'s network makes of glyphs (N of them)."""
+
+    rows: np.ndarray  # (N, D) the hidden layer's input times its weights, without its bias
+    hidden: np.ndarray  # (N, D) the hidden features: rows + bias, through the ReLU
+    logits: np.ndarray  # (N, 36)
+
+
+def drawn(served: torch.nn.Module, glyphs: np.ndarray) -> Drawn:
+    """The same layers, in the same order, as the served network's forward pass."""
     body, head = served[:-1], served[-1]
+    linear = head[1]
     with torch.inference_mode():
-        hidden = head[:-1](body(glyphs_to_tensor(glyphs)))
+        before_relu = head[:2](body(glyphs_to_tensor(glyphs)))  # flatten, hidden linear
+        rows = (before_relu - linear.bias).numpy()
+        hidden = head[2:-1](before_relu)  # the in-place ReLU, dropout (off)
         logits = head[-1](hidden)
-    return hidden.numpy(), logits.numpy()
+    return Drawn(rows, hidden.numpy(), logits.numpy())
+
+
+def hidden_bias(served: torch.nn.Module) -> np.ndarray:
+    return served[-1][1].bias.detach().numpy()
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:
@@ -43,9 +62,9 @@ def _unit(rows: np.ndarray) -> np.ndarray:
 
 @dataclass(frozen=True)
 class Prototypes:
-    """Unit-length feature rows and the label of each, oldest first."""
+    """The writer's rows (``Drawn.rows``) and the label of each, oldest first."""
 
-    features: np.ndarray  # (N, D) float32
+    rows: np.ndarray  # (N, D) float32
     labels: str  # one class label per row
 
     @classmethod
@@ -59,33 +78,31 @@ class Prototypes:
         rows = np.frombuffer(bytes(data), dtype=np.float16).astype(np.float32)
         return cls(rows.reshape(len(labels), -1), labels)
 
-    @classmethod
-    def of(cls, features: np.ndarray, labels: str) -> "Prototypes":
-        return cls(_unit(features).reshape(len(labels), -1), labels)
-
     def to_bytes(self) -> bytes:
-        return self.features.astype(np.float16).tobytes()
+        return self.rows.astype(np.float16).tobytes()
 
     def __len__(self) -> int:
         return len(self.labels)
 
-    def bonus(self, hidden: np.ndarray) -> np.ndarray:
-        """What each class's logit gains for one drawing's features (D,): zero far from all."""
+    def bonus(self, hidden: np.ndarray, bias: np.ndarray) -> np.ndarray:
+        """What each class's logit gains for one drawing's hidden features (D,), under a
+        model whose hidden bias is ``bias``: zero far from all."""
         gains = np.zeros(NUM_CLASSES, np.float32)
         if not len(self):
             return gains
-        similarity = self.features @ _unit(hidden)
+        features = _unit(np.maximum(self.rows + bias, 0.0))
+        similarity = features @ _unit(hidden)
         nearest = np.full(NUM_CLASSES, -1.0, np.float32)
         np.maximum.at(nearest, [CLASS_INDEX[label] for label in self.labels], similarity)
         return GAIN * np.clip((nearest - THRESHOLD) / (1.0 - THRESHOLD), 0.0, None)
 
-    def with_row(self, features: np.ndarray, label: str, *, replaces: int | None = None):
+    def with_row(self, row: np.ndarray, label: str, *, replaces: int | None = None):
         """These prototypes plus one row (in place of row ``replaces``), the newest kept."""
-        rows, labels = self.features, self.labels
+        rows, labels = self.rows, self.labels
         if replaces is not None:
             rows = np.delete(rows, replaces, axis=0)
             labels = labels[:replaces] + labels[replaces + 1 :]
-        row = _unit(features).reshape(1, -1)
+        row = np.asarray(row, np.float32).reshape(1, -1)
         rows = np.concatenate([rows, row]) if len(labels) else row
         labels += label
         return Prototypes(rows[-MAX_PROTOTYPES:], labels[-MAX_PROTOTYPES:])
@@ -95,6 +112,6 @@ def personal_proba(
     served: torch.nn.Module, glyph: np.ndarray, prototypes: Prototypes
 ) -> tuple[np.ndarray, bool]:
     """One glyph's 36 probabilities with the writer's prototypes, and whether they changed any."""
-    hidden, logits = hidden_and_logits(served, glyph)
-    bonus = prototypes.bonus(hidden[0])
-    return softmax(logits[0] + bonus), bool(bonus.any())
+    seen = drawn(served, glyph)
+    bonus = prototypes.bonus(seen.hidden[0], hidden_bias(served))
+    return softmax(seen.logits[0] + bonus), bool(bonus.any())

@@ -11,7 +11,7 @@ from training.registry import NoActiveModel
 from training.serving import LoadedModel, active_model
 
 from .models import PersonalModel
-from .prototypes import MAX_PROTOTYPES, Prototypes, hidden_and_logits
+from .prototypes import MAX_PROTOTYPES, Prototypes, drawn
 
 # A prediction records its use at most this often: a write per drawing would cost more.
 LAST_USED_RESOLUTION = timedelta(minutes=1)
@@ -30,7 +30,7 @@ def personal_model_learn(*, sample, label: str) -> PersonalModel | None:
         loaded = active_model.get()
     except NoActiveModel:
         return None
-    hidden, _ = hidden_and_logits(loaded.model, sample.glyph_array())
+    seen = drawn(loaded.model, sample.glyph_array())
     with transaction.atomic():
         personal = PersonalModel.objects.select_for_update().filter(
             writer=sample.writer
@@ -40,7 +40,7 @@ def personal_model_learn(*, sample, label: str) -> PersonalModel | None:
         replaces = sample_ids.index(sample.pk) if sample.pk in sample_ids else None
         if replaces is not None:
             del sample_ids[replaces]
-        prototypes = prototypes.with_row(hidden[0], label, replaces=replaces)
+        prototypes = prototypes.with_row(seen.rows[0], label, replaces=replaces)
         personal.sample_ids = [*sample_ids, sample.pk][-MAX_PROTOTYPES:]
         _store(personal, prototypes, loaded)
         personal.corrections += 1
@@ -49,12 +49,13 @@ def personal_model_learn(*, sample, label: str) -> PersonalModel | None:
 
 
 def personal_model_use(*, writer_key: str, loaded: LoadedModel) -> Prototypes | None:
-    """The writer's prototypes for ``loaded`` to predict with, rebuilt if made for another."""
+    """The writer's prototypes for ``loaded`` to predict with, rebuilt if made under other
+    hidden weights."""
     personal = PersonalModel.objects.filter(writer=writer_key).first()
     if personal is None:
         return None
     now = timezone.now()
-    if personal.model_version_id != loaded.version_id:
+    if personal.hidden_weights != loaded.hidden_weights:
         with transaction.atomic():
             prototypes = _prototypes_for(personal, loaded)
             _store(personal, prototypes, loaded)
@@ -73,14 +74,11 @@ def personal_models_reset(*, personal_models: QuerySet[PersonalModel]) -> int:
 
 
 def _prototypes_for(personal: PersonalModel, loaded: LoadedModel) -> Prototypes:
-    """The stored prototypes, or, made for another version, rebuilt from the writer's samples.
-
-    Every fine-tune moves the features the rows hold, so old rows would point at
-    the wrong places; the samples are kept, so their features are computed anew.
-    """
+    """The stored prototypes, or, made under other hidden weights, rebuilt from the writer's
+    samples: new weights move the rows, and the kept samples give them anew."""
     if not personal.labels:
         return Prototypes.empty()
-    if personal.model_version_id == loaded.version_id:
+    if personal.hidden_weights == loaded.hidden_weights:
         return Prototypes.from_stored(personal.features, personal.labels)
     glyphs = recognition_selectors.sample_glyphs(sample_ids=personal.sample_ids)
     kept = [
@@ -92,11 +90,13 @@ def _prototypes_for(personal: PersonalModel, loaded: LoadedModel) -> Prototypes:
     labels = "".join(label for _, label in kept)
     if not kept:
         return Prototypes.empty()
-    hidden, _ = hidden_and_logits(loaded.model, [glyphs[sample_id] for sample_id, _ in kept])
-    return Prototypes.of(hidden, labels)
+    return Prototypes(
+        drawn(loaded.model, [glyphs[sample_id] for sample_id, _ in kept]).rows, labels
+    )
 
 
 def _store(personal: PersonalModel, prototypes: Prototypes, loaded: LoadedModel) -> None:
     personal.features = prototypes.to_bytes()
     personal.labels = prototypes.labels
     personal.model_version_id = loaded.version_id
+    personal.hidden_weights = loaded.hidden_weights
