@@ -8,6 +8,7 @@ share's samples no fine-tune has trained on join the pretraining hold-out in
 the fixed evaluation set.
 """
 
+import re
 from dataclasses import dataclass
 
 import numpy as np
@@ -98,42 +99,60 @@ def replay_set(*, exclude_ids, per_class: int, every: int, seed: int) -> GlyphSe
 
 # Stand-ins for a class and its start in the window queries compiled once per kind.
 _LABEL, _START = "replay-window-label", -1234.5
+_PLACEHOLDER = re.compile(r"(?<!%)%s")
 
 
 def _windows(candidates, starts: dict[str, float], per_class: int) -> list[tuple]:
     """(pk, label, moderated, replay_key) of each class's and kind's next ``per_class``
     candidates from its start, and from the beginning in case those run out first.
 
-    Four queries (moderated or not, from the start or before it) are compiled once
-    and run with every class's label and start: compiling 144 of them took longer
-    than running them. PostgreSQL runs them as one UNION ALL; SQLite, which allows
-    no slices in a compound, one by one (its queries are local).
+    Four queries (moderated or not, from the start or before it) are compiled once:
+    compiling, and on PostgreSQL planning, one per class took longer than running
+    them. PostgreSQL runs each kind once over all the classes (a LATERAL join on
+    their labels and starts); SQLite, which has no LATERAL, class by class.
     """
-    statements = []
+    kinds = []
     for moderated in (True, False):
         of_kind = candidates.filter(label=_LABEL, moderated=moderated)
         for window in (
             of_kind.filter(replay_key__gte=_START),
             of_kind.filter(replay_key__lt=_START),
         ):
-            sql, params = window[:per_class].query.sql_with_params()
-            statements += [
-                (sql, [label if p == _LABEL else start if p == _START else p for p in params])
-                for label, start in starts.items()
-            ]
+            kinds.append(window[:per_class].query.sql_with_params())
     connection = connections[candidates.db]
+    rows = []
     with connection.cursor() as cursor:
-        if connection.features.supports_slicing_ordering_in_compound:
-            cursor.execute(
-                " UNION ALL ".join(f"({sql})" for sql, _ in statements),
-                [p for _, params in statements for p in params],
-            )
-            return cursor.fetchall()
-        rows = []
-        for sql, params in statements:
-            cursor.execute(sql, params)
-            rows += cursor.fetchall()
-        return rows
+        for sql, params in kinds:
+            if connection.vendor == "postgresql":
+                cursor.execute(*_lateral(sql, params, starts))
+                rows += cursor.fetchall()
+                continue
+            for label, start in starts.items():
+                cursor.execute(
+                    sql, [label if p == _LABEL else start if p == _START else p for p in params]
+                )
+                rows += cursor.fetchall()
+    return rows
+
+
+def _lateral(sql: str, params, starts: dict[str, float]) -> tuple[str, list]:
+    """``sql`` run once per class: its stand-ins become the columns of a row per class."""
+    pieces = _PLACEHOLDER.split(sql)
+    inner, kept = [pieces[0]], []
+    for param, piece in zip(params, pieces[1:], strict=True):
+        if param == _LABEL:
+            inner.append("class_window.label")
+        elif param == _START:
+            inner.append("class_window.start")
+        else:
+            inner.append("%s")
+            kept.append(param)
+        inner.append(piece)
+    return (
+        "SELECT chosen.* FROM unnest(%s::text[], %s::float8[]) AS class_window(label, start) "
+        f"CROSS JOIN LATERAL ({''.join(inner)}) AS chosen",
+        [list(starts), list(starts.values()), *kept],
+    )
 
 
 def heldout_user_set(*, exclude_ids, every: int, limit: int) -> GlyphSet:
