@@ -42,6 +42,7 @@ from bench.server import Deployment  # noqa: E402
 
 BATCH = 20_000
 HELDOUT_COMPARED = 15  # held-out glyphs a 10,000-row fill always holds
+REPLAY_COMPARED = 3  # replayable samples a 10,000-row fill holds of every class
 DAYS = 60
 
 
@@ -722,8 +723,11 @@ def child(rows: int, out: Path, repeat: int, budget: float, keep: Path | None):
         "fine-tune held-out selection": lambda: replay.heldout_user_set(
             exclude_ids=new_ids, every=every, limit=replay.HELDOUT_LIMIT
         ),
-        # The same selection asked for as many glyphs as 10,000 rows hold, so the two sizes
+        # The same selections asked for as many glyphs as 10,000 rows hold, so the two sizes
         # do the same work and only the table differs.
+        f"fine-tune replay selection, {REPLAY_COMPARED} a class": lambda: replay.replay_set(
+            exclude_ids=new_ids, per_class=REPLAY_COMPARED, every=every, seed=0
+        ),
         f"fine-tune held-out selection, first {HELDOUT_COMPARED}": lambda: replay.heldout_user_set(
             exclude_ids=new_ids, every=every, limit=HELDOUT_COMPARED
         ),

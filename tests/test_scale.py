@@ -209,9 +209,11 @@ def test_a_fine_tunes_selection_makes_as_many_queries_with_many_rows(default_mod
     grow(samples=60, versions=1, base=default_model, author=root)
     few = selection_queries()
     grow(samples=600, versions=1, base=default_model, author=root)
-    assert selection_queries() == few
-    if connection.vendor == "postgresql":  # a statement per kind of window, for every class
-        assert few == (5, 1)
+    many = selection_queries()
+    # Replay reads a kind of window only for the classes the earlier kinds left short.
+    assert many[0] <= few[0] and many[1] == few[1]
+    if connection.vendor == "postgresql":  # at most a statement per kind, for every class
+        assert few[0] <= 5 and few[1] == 1
 
 
 def dashboard_figures(client: Client) -> tuple:

@@ -84,15 +84,7 @@ def replay_set(*, exclude_ids, per_class: int, every: int, seed: int) -> GlyphSe
     )
     rng = np.random.default_rng(seed)
     starts = {label: float(rng.random()) for label in CLASSES}
-    in_order: dict[tuple[str, bool], list] = {}
-    for pk, label, moderated, _ in sorted(
-        _windows(candidates, starts, per_class), key=lambda row: (row[3] < starts[row[1]], row[3])
-    ):
-        in_order.setdefault((label, bool(moderated)), []).append(pk)
-    chosen: list[int] = []
-    for label in CLASSES:
-        picked = in_order.get((label, True), [])[:per_class]
-        chosen += picked + in_order.get((label, False), [])[: per_class - len(picked)]
+    chosen = [pk for pks in _windows(candidates, starts, per_class).values() for pk in pks]
     rows = selectors.samples_trainable().filter(pk__in=chosen).order_by("pk")
     return _glyph_set(rows.values_list("pk", "label", "glyph"))
 
@@ -102,36 +94,48 @@ _LABEL, _START = "replay-window-label", -1234.5
 _PLACEHOLDER = re.compile(r"(?<!%)%s")
 
 
-def _windows(candidates, starts: dict[str, float], per_class: int) -> list[tuple]:
-    """(pk, label, moderated, replay_key) of each class's and kind's next ``per_class``
-    candidates from its start, and from the beginning in case those run out first.
+def _windows(candidates, starts: dict[str, float], per_class: int) -> dict[str, list[int]]:
+    """Each class's next ``per_class`` candidates from its start: moderated ones from the
+    start, then wrapping round to the beginning, then the others likewise.
 
-    Four queries (moderated or not, from the start or before it) are compiled once:
-    compiling, and on PostgreSQL planning, one per class took longer than running
-    them. PostgreSQL runs each kind once over all the classes (a LATERAL join on
-    their labels and starts); SQLite, which has no LATERAL, class by class.
+    The four kinds of window are compiled once (compiling, and on PostgreSQL planning,
+    one per class cost more than running them) and each is read only for the classes
+    the ones before it left short: on a large table the first one serves them all.
+    PostgreSQL reads a kind for all those classes at once (a LATERAL join on their
+    labels and starts); SQLite, which has no LATERAL, class by class.
     """
-    kinds = []
-    for moderated in (True, False):
-        of_kind = candidates.filter(label=_LABEL, moderated=moderated)
-        for window in (
-            of_kind.filter(replay_key__gte=_START),
-            of_kind.filter(replay_key__lt=_START),
-        ):
-            kinds.append(window[:per_class].query.sql_with_params())
+    chosen: dict[str, list[int]] = {label: [] for label in starts}
     connection = connections[candidates.db]
-    rows = []
     with connection.cursor() as cursor:
-        for sql, params in kinds:
-            if connection.vendor == "postgresql":
-                cursor.execute(*_lateral(sql, params, starts))
-                rows += cursor.fetchall()
-                continue
-            for label, start in starts.items():
-                cursor.execute(
-                    sql, [label if p == _LABEL else start if p == _START else p for p in params]
-                )
-                rows += cursor.fetchall()
+        for moderated in (True, False):
+            of_kind = candidates.filter(label=_LABEL, moderated=moderated)
+            for window in (
+                of_kind.filter(replay_key__gte=_START),
+                of_kind.filter(replay_key__lt=_START),
+            ):
+                short = {
+                    label: starts[label] for label, pks in chosen.items() if len(pks) < per_class
+                }
+                if not short:
+                    return chosen
+                sql, params = window[:per_class].query.sql_with_params()
+                for pk, label, _, _ in sorted(
+                    _read(cursor, sql, params, short), key=lambda row: row[3]
+                ):
+                    if len(chosen[label]) < per_class:
+                        chosen[label].append(pk)
+    return chosen
+
+
+def _read(cursor, sql: str, params, starts: dict[str, float]) -> list[tuple]:
+    """The window ``sql`` for each class of ``starts``, from its start."""
+    if cursor.db.vendor == "postgresql":
+        cursor.execute(*_lateral(sql, params, starts))
+        return cursor.fetchall()
+    rows = []
+    for label, start in starts.items():
+        cursor.execute(sql, [label if p == _LABEL else start if p == _START else p for p in params])
+        rows += cursor.fetchall()
     return rows
 
 
