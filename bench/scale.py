@@ -109,7 +109,7 @@ def compare_empty(rows: int, args) -> None:
             out = deployment.dir / "predict.json"
             subprocess.run(
                 [sys.executable, __file__, "--child-predict", "--out", str(out),
-                 "--repeat", str(args.compare_empty)],
+                 "--compare-empty", str(args.compare_empty)],
                 cwd=ROOT, env=deployment.env, check=True,
             )  # fmt: skip
             figures = json.loads(out.read_text())
@@ -508,10 +508,7 @@ def fill(rows: int, png: bytes) -> dict:
             cursor.execute("ANALYZE")
     if connection.vendor == "postgresql":
         with connection.cursor() as cursor:  # what autovacuum would have done by now
-            cursor.execute("VACUUM ANALYZE")
-    else:
-        with connection.cursor() as cursor:
-            cursor.execute("ANALYZE")
+            cursor.execute("VACUUM")
     return {
         "samples": Sample.objects.count(),
         "corrections": len(corrections),
@@ -542,6 +539,20 @@ def export_run(env: dict, out: Path) -> dict:
     return {"ms": elapsed, "peak_mb": usage.ru_maxrss / 1024, "files": exported}
 
 
+def prediction_request(png: bytes):
+    """A function that posts ``png`` to the prediction API through Django's whole stack."""
+    from django.test import Client
+
+    body = json.dumps({"image": base64.b64encode(png).decode()})
+    api = Client(HTTP_HOST="127.0.0.1")
+
+    def predict():
+        response = api.post("/api/predictions/", body, content_type="application/json")
+        assert response.status_code == 201, response.content
+
+    return predict
+
+
 def child_predict(out: Path, rounds: int):
     """``rounds`` of 40 predictions on each database (EMPTY_DATABASE_URL's and
     DATABASE_URL's, the first of each order alternating), switching the one connection
@@ -551,12 +562,10 @@ def child_predict(out: Path, rounds: int):
 
     django.setup()
     from django.db import connection
-    from django.test import Client
 
     from tests.drawing import ONE, draw_png
 
-    body = json.dumps({"image": base64.b64encode(draw_png(ONE)).decode()})
-    api = Client(HTTP_HOST="127.0.0.1")
+    predict = prediction_request(draw_png(ONE))
     names = {
         "filled": connection.settings_dict["NAME"],
         "empty": environ.Env.db_url_config(os.environ["EMPTY_DATABASE_URL"])["NAME"],
@@ -569,10 +578,6 @@ def child_predict(out: Path, rounds: int):
             return execute(sql, params, many, context)
         finally:
             spent[-1] += time.perf_counter() - begin
-
-    def predict():
-        response = api.post("/api/predictions/", body, content_type="application/json")
-        assert response.status_code == 201, response.content
 
     times = {name: [] for name in names}
     database_ms = {name: [] for name in names}
@@ -614,13 +619,7 @@ def child(rows: int, out: Path, repeat: int, budget: float, keep: Path | None):
     from training.models import ModelVersion
 
     png = draw_png(ONE)
-    body = json.dumps({"image": base64.b64encode(png).decode()})
-    api = Client(HTTP_HOST="127.0.0.1")
-
-    def predict():
-        response = api.post("/api/predictions/", body, content_type="application/json")
-        assert response.status_code == 201, response.content
-
+    predict = prediction_request(png)
     figures: dict = {}
     kept = keep / f"filled_{connection.vendor}_{rows}.json" if keep else None
     if kept is not None and kept.exists():  # filled by an earlier run: its empty figure too
@@ -789,7 +788,7 @@ def main():
         args.keep = args.keep.resolve()
         args.keep.mkdir(parents=True, exist_ok=True)
     if args.child_predict:
-        child_predict(args.out, args.repeat)
+        child_predict(args.out, args.compare_empty)
         return
     if args.child:
         child(args.child, args.out, args.repeat, args.budget, args.keep)

@@ -35,7 +35,7 @@ def personal_model_learn(*, sample, label: str) -> PersonalModel | None:
         personal = PersonalModel.objects.select_for_update().filter(
             writer=sample.writer
         ).first() or PersonalModel(writer=sample.writer, user_id=sample.user_id)
-        prototypes = _prototypes_for(personal, loaded)
+        prototypes, _ = _prototypes_for(personal, loaded)
         sample_ids = list(personal.sample_ids)
         replaces = sample_ids.index(sample.pk) if sample.pk in sample_ids else None
         if replaces is not None:
@@ -55,16 +55,14 @@ def personal_model_use(*, writer_key: str, loaded: LoadedModel) -> Prototypes | 
     if personal is None:
         return None
     now = timezone.now()
-    if personal.hidden_weights != loaded.hidden_weights:
-        with transaction.atomic():
-            prototypes = _prototypes_for(personal, loaded)
-            _store(personal, prototypes, loaded)
-            personal.last_used_at = now
-            personal.save()
-        return prototypes
-    if personal.last_used_at is None or now - personal.last_used_at > LAST_USED_RESOLUTION:
+    prototypes, rebuilt = _prototypes_for(personal, loaded)
+    if rebuilt:  # kept, so the writer's next drawings need not rebuild them
+        _store(personal, prototypes, loaded)
+        personal.last_used_at = now
+        personal.save()
+    elif personal.last_used_at is None or now - personal.last_used_at > LAST_USED_RESOLUTION:
         PersonalModel.objects.filter(pk=personal.pk).update(last_used_at=now)
-    return Prototypes.from_stored(personal.features, personal.labels)
+    return prototypes
 
 
 def personal_models_reset(*, personal_models: QuerySet[PersonalModel]) -> int:
@@ -73,13 +71,12 @@ def personal_models_reset(*, personal_models: QuerySet[PersonalModel]) -> int:
     return deleted
 
 
-def _prototypes_for(personal: PersonalModel, loaded: LoadedModel) -> Prototypes:
+def _prototypes_for(personal: PersonalModel, loaded: LoadedModel) -> tuple[Prototypes, bool]:
     """The stored prototypes, or, made under other hidden weights, rebuilt from the writer's
-    samples: new weights move the rows, and the kept samples give them anew."""
-    if not personal.labels:
-        return Prototypes.empty()
-    if personal.hidden_weights == loaded.hidden_weights:
-        return Prototypes.from_stored(personal.features, personal.labels)
+    samples (new weights move the rows; the kept samples give them anew); and whether
+    they were rebuilt."""
+    if personal.hidden_weights == loaded.hidden_weights or not personal.labels:
+        return Prototypes.from_stored(personal.features, personal.labels), False
     glyphs = recognition_selectors.sample_glyphs(sample_ids=personal.sample_ids)
     kept = [
         (sample_id, label)
@@ -89,10 +86,10 @@ def _prototypes_for(personal: PersonalModel, loaded: LoadedModel) -> Prototypes:
     personal.sample_ids = [sample_id for sample_id, _ in kept]
     labels = "".join(label for _, label in kept)
     if not kept:
-        return Prototypes.empty()
+        return Prototypes.empty(), True
     return Prototypes(
         drawn(loaded.model, [glyphs[sample_id] for sample_id, _ in kept]).rows, labels
-    )
+    ), True
 
 
 def _store(personal: PersonalModel, prototypes: Prototypes, loaded: LoadedModel) -> None:
