@@ -9,13 +9,12 @@ this one process, alternating in three rounds, so host drift touches both alike.
 """
 
 import argparse
-import importlib.util
 import io
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
+import types
 from pathlib import Path
 
 import numpy as np
@@ -38,11 +37,8 @@ def preprocessing_at(revision: str):
         capture_output=True,
         text=True,
     ).stdout
-    path = Path(tempfile.mkdtemp()) / "earlier_preprocessing.py"
-    path.write_text(source)
-    spec = importlib.util.spec_from_file_location("earlier_preprocessing", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = types.ModuleType("earlier_preprocessing")
+    exec(compile(source, f"{revision}:training/preprocessing.py", "exec"), module.__dict__)
     return module
 
 
