@@ -106,3 +106,42 @@ def test_tiny_pretrain_on_packs_pen_strokes_and_fonts(tmp_path):
     canvas = version.metrics["canvas"]["pen.jsonl.gz"]
     assert set(canvas) == {"2", "4", "8", "12", "18", "24", "30", "36", "40"}
     assert {"digit", "upper", "balanced"} <= set(canvas["18"])
+
+
+def test_epochs_0_averages_two_models_weight_by_weight(tmp_path):
+    tiny_pretrain(tmp_path, "--export", str(tmp_path / "first"), "--seed", "0")
+    tiny_pretrain(tmp_path, "--export", str(tmp_path / "second"), "--seed", "1", "--no-activate")
+    first = torch.load(tmp_path / "first" / "weights.pt", weights_only=True)
+    second = torch.load(tmp_path / "second" / "weights.pt", weights_only=True)
+    tiny_pretrain(
+        tmp_path,
+        "--epochs", "0", "--init-from", str(tmp_path / "second" / "weights.pt"),
+        "--average-with", str(tmp_path / "first" / "weights.pt"), "--average-share", "0.75",
+        "--no-prior", "--no-activate",
+    )  # fmt: skip
+    averaged = ModelVersion.objects.order_by("number").last()
+    assert averaged.training_info["epochs"] == 0
+    assert averaged.training_info["average_share"] == 0.75
+    stored = torch.load(averaged.weights.path, weights_only=True)
+    for name, tensor in stored.items():
+        if tensor.is_floating_point():
+            expected = 0.25 * second[name].float() + 0.75 * first[name].float()
+            assert torch.allclose(tensor.float(), expected, atol=2e-3, rtol=2e-3), name
+        else:
+            assert torch.equal(tensor, second[name]), name
+    assert not torch.equal(stored["classifier.4.weight"], first["classifier.4.weight"])
+
+
+@pytest.mark.parametrize(
+    "options, reason",
+    [
+        (("--epochs", "0"), "--epochs 0 trains nothing: it needs --init-from"),
+        (("--epochs", "-1"), "--epochs must be 0 or more"),
+        (("--average-with", "x.pt", "--average-share", "1.5"), "--average-share must be within"),
+        (("--average-with", "missing.pt"), "--average-with missing.pt"),
+    ],
+)
+def test_a_run_that_cannot_make_a_model_is_refused_before_any_work(tmp_path, options, reason):
+    with pytest.raises(CommandError, match=reason):
+        tiny_pretrain(tmp_path, *options)
+    assert not ModelVersion.objects.exists() and not (tmp_path / "cache").exists()

@@ -164,6 +164,23 @@ def pretrain(
     return model.to("cpu", memory_format=torch.contiguous_format).eval()
 
 
+def average_weights(model: nn.GlyphNet, other: nn.GlyphNet, *, share: float) -> nn.GlyphNet:
+    """``model`` moved in place to ``(1 - share) * model + share * other``, every weight
+    and BatchNorm statistic alike.
+
+    Averaged with the network it was fine-tuned from, a long fine-tune keeps what
+    that network read well (weight-space ensembling, as in WiSE-FT).
+    """
+    if not 0.0 <= share <= 1.0:
+        raise ValueError(f"the share of the other weights must be within 0..1, not {share}")
+    theirs = other.state_dict()
+    with torch.no_grad():
+        for name, tensor in model.state_dict().items():
+            if tensor.is_floating_point():
+                tensor.lerp_(theirs[name].to(tensor.dtype), share)
+    return model
+
+
 def choose_digit_prior(
     model: torch.nn.Module, validation: GlyphData, *, search: bool = True
 ) -> dict:

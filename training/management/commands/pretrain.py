@@ -35,16 +35,24 @@ class Command(BaseCommand):
         except pretraining.DeviceUnavailable as error:
             raise CommandError(f"--device {options['device']}: {error}.") from None
         precision = pretraining.training_precision(options["precision"], device)
+        _check_schedule(options)
+        initial = self._weights(options["init_from"], "--init-from")
+        average_with = self._weights(options["average_with"], "--average-with")
         sources = _load(options)
         train = datasets.GlyphData.concat(sources.train)
         if not len(train):
             raise CommandError("No training images found.")
-        epochs = options["epochs"] or pretraining.default_epochs(len(train))
+        epochs = options["epochs"]
+        if epochs is None:
+            epochs = pretraining.default_epochs(len(train))
         self.stdout.write(
             f"Training on {len(train)} images for {epochs} epochs on {device} ({precision}): "
             f"{sources.counts}"
         )
-        model, prior = self._train(train, sources, options, epochs=epochs, device=device)
+        model = self._train(train, options, epochs=epochs, device=device, initial=initial)
+        if average_with is not None:
+            pretraining.average_weights(model, average_with, share=options["average_share"])
+        prior = self._add_prior(model, sources, options)
         # Pretrained versions are stored at half precision; report on the weights as stored.
         weights = nn.serialize_state(model, half=True)
         model = nn.deserialize_state(weights)
@@ -77,9 +85,11 @@ class Command(BaseCommand):
         state = "active" if activate else "not activated"
         self.stdout.write(self.style.SUCCESS(f"Saved model v{version.number} ({state})."))
 
-    def _train(self, train, sources, options, *, epochs: int, device: str):
-        """The trained network with its digit prior folded in, and the prior's figures."""
-        model = pretraining.pretrain(
+    def _train(self, train, options, *, epochs: int, device: str, initial):
+        """The trained network (``initial`` itself when there are no epochs)."""
+        if epochs == 0:
+            return initial
+        return pretraining.pretrain(
             train,
             epochs=epochs,
             batch_size=options["batch_size"],
@@ -90,13 +100,16 @@ class Command(BaseCommand):
             device=device,
             threads=options["threads"],
             progress=options["verbosity"] > 0,
-            initial=self._initial(options["init_from"]),
+            initial=initial,
         )
+
+    def _add_prior(self, model, sources, options) -> dict:
+        """Fold the digit prior chosen on the validation images into ``model``; its figures."""
         validation = datasets.GlyphData.concat(sources.validation)
         prior = pretraining.choose_digit_prior(model, validation, search=not options["no_prior"])
         pretraining.add_digit_prior(model, prior["digit_prior"])
         self.stdout.write(prior_summary(prior))
-        return model, prior
+        return prior
 
     def _metrics(self, model, heldout, eval_sets, options) -> dict:
         """The version's figures: all held-out images, each evaluation set, the canvas."""
@@ -108,13 +121,13 @@ class Command(BaseCommand):
             "canvas": self._canvas_report(model, options),
         }
 
-    def _initial(self, path):
+    def _weights(self, path, option: str):
         if not path:
             return None
         try:
             return nn.deserialize_state(Path(path).read_bytes())
         except (OSError, RuntimeError, ValueError) as error:
-            raise CommandError(f"--init-from {path}: {error}") from None
+            raise CommandError(f"{option} {path}: {error}") from None
 
     def _canvas_report(self, model, options) -> dict:
         """The canvas simulation on the held-out writers of every pen-stroke file."""
@@ -202,7 +215,7 @@ def _training_arguments(group):
         type=int,
         help="Passes over the training images (default: as many as show the network "
         "about 1.4 M images: 20 over MNIST and the local handwriting, 8 over MNIST "
-        "and EMNIST letters).",
+        "and EMNIST letters); 0 with --init-from trains nothing (to average two models).",
     )
     group.add_argument("--batch-size", type=int, default=128)
     group.add_argument("--lr", type=float, default=3e-3)
@@ -210,6 +223,17 @@ def _training_arguments(group):
     group.add_argument(
         "--init-from",
         help="Start from this weights.pt (same architecture) instead of random weights.",
+    )
+    group.add_argument(
+        "--average-with",
+        help="After training, average the weights with this weights.pt (same architecture), "
+        "typically the model --init-from fine-tuned: keeps what it read well.",
+    )
+    group.add_argument(
+        "--average-share",
+        type=float,
+        default=0.5,
+        help="The share of --average-with's weights in the average (0..1).",
     )
     group.add_argument(
         "--balance",
@@ -255,6 +279,16 @@ def _output_arguments(group):
     )
 
 
+def _check_schedule(options) -> None:
+    """Refuse, before any data loads, a run that cannot make a model."""
+    if options["epochs"] is not None and options["epochs"] < 0:
+        raise CommandError("--epochs must be 0 or more.")
+    if options["epochs"] == 0 and not options["init_from"]:
+        raise CommandError("--epochs 0 trains nothing: it needs --init-from.")
+    if not 0.0 <= options["average_share"] <= 1.0:
+        raise CommandError("--average-share must be within 0..1.")
+
+
 def _load(options) -> Sources:
     try:
         return load_sources(
@@ -287,6 +321,8 @@ def _training_info(options, *, sources, epochs, prior, device, precision, durati
         "lr": options["lr"],
         "seed": options["seed"],
         "init_from": options["init_from"],
+        "average_with": options["average_with"],
+        "average_share": options["average_share"] if options["average_with"] else None,
         "balance": options["balance"],
         "digit_prior": prior,
         "device": device,
