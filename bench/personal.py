@@ -15,7 +15,7 @@ an unused writer id (must be identical to the shared model); the share of
 corrections right on the very next prediction; request latency with and
 without a personal model. No Celery worker runs: the shared model stays put.
 
-    .venv/bin/python bench/personal.py [--writers 60] [--tune]
+    .venv/bin/python bench/personal.py [--writers 60] [--tune | --ceiling]
 """
 
 import argparse
@@ -107,20 +107,24 @@ def writer_drawings(writers: dict, seed: int) -> dict[str, dict[str, tuple[bytes
 # --- Choosing the threshold and gain on validation writers (no Django) -------------
 
 
-def tune(drawings: dict) -> None:
+def _served():
     from training import nn
-    from training.classes import CLASS_INDEX, CLASSES
-    from training.preprocessing import preprocess_image
-    from writers import prototypes as personal
 
     weights = Path(__file__).resolve().parent.parent / "training/default_model/weights.pt"
-    served = nn.for_inference(nn.deserialize_state(weights.read_bytes()))
+    return nn.for_inference(nn.deserialize_state(weights.read_bytes()))
+
+
+def writer_features(served, drawings: dict) -> list[list[tuple]]:
+    """Per writer, per class: (class, first rows, first hidden, first logits, second
+    hidden, second logits), as ``writers.prototypes.drawn`` sees the page's PNGs."""
+    from training.classes import CLASS_INDEX
+    from training.preprocessing import preprocess_image
+    from writers import prototypes as personal
 
     def features(png: bytes):
         seen = personal.drawn(served, preprocess_image(Image.open(io.BytesIO(png))))
         return seen.rows[0], seen.hidden[0], seen.logits[0]
 
-    bias = personal.hidden_bias(served)
     writers = []
     for by_label in drawings.values():
         rows = []
@@ -129,6 +133,47 @@ def tune(drawings: dict) -> None:
             rows.append((CLASS_INDEX[label], r1, h1, l1, h2, l2))
         writers.append(rows)
     print(f"validation writers {len(writers)}, classes drawn {sum(map(len, writers))}")
+    return writers
+
+
+def ceiling(writers: list[list[tuple]]) -> None:
+    """What one example of each class can do for the classes the shared model misread:
+    how often the writer's own first drawing is the nearest of all their first drawings
+    to the second one, and how often the shared model ranks the class in its top three."""
+    from training.classes import CLASSES, SAME_SHAPES
+
+    def unit(rows):
+        return rows / np.maximum(np.linalg.norm(rows, axis=-1, keepdims=True), 1e-6)
+
+    same_shape = {frozenset((a, b)) for group in SAME_SHAPES for a in group for b in group}
+    misread = nearest_own = top3 = inside_same_shape = 0
+    for rows in writers:
+        labels = np.array([row[0] for row in rows])
+        firsts, seconds = (
+            unit(np.stack([row[2] for row in rows])),
+            unit(np.stack([row[4] for row in rows])),
+        )
+        nearest = labels[(seconds @ firsts.T).argmax(axis=1)]
+        for index, (label, _, _, first_logits, _, logits) in enumerate(rows):
+            said = int(first_logits.argmax())
+            if said == label:
+                continue
+            misread += 1
+            nearest_own += nearest[index] == label
+            top3 += label in np.argsort(logits)[::-1][:3]
+            inside_same_shape += frozenset((CLASSES[label], CLASSES[said])) in same_shape
+    print(
+        f"classes misread on their first drawing: {misread}; on the second drawing, "
+        f"the writer's own first drawing is the nearest of theirs {nearest_own / misread:.1%}, "
+        f"the shared model's top three hold the class {top3 / misread:.1%}; "
+        f"misreads inside a same-shape set {inside_same_shape / misread:.1%}"
+    )
+
+
+def tune(writers: list[list[tuple]], bias: np.ndarray) -> None:
+    from training.classes import CLASSES
+    from writers import prototypes as personal
+
     print("threshold  gain  first pass: before -> after   second: corrected      others      all")
     results = []
     for threshold in (0.6, 0.65, 0.7, 0.75, 0.8):
@@ -297,8 +342,14 @@ def main():
     parser.add_argument(
         "--tune", action="store_true", help="choose threshold and gain on validation writers"
     )
+    parser.add_argument(
+        "--ceiling",
+        action="store_true",
+        help="on validation writers: what one example of each misread class can do",
+    )
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
+    args.tune = args.tune or args.ceiling
     writers = load_writers()
     chosen = {
         name: by_label
@@ -308,7 +359,14 @@ def main():
     chosen = dict(list(chosen.items())[: args.writers])
     drawings = writer_drawings(chosen, args.seed)
     if args.tune:
-        tune(drawings)
+        from writers.prototypes import hidden_bias
+
+        served = _served()
+        writers = writer_features(served, drawings)
+        if args.ceiling:
+            ceiling(writers)
+        else:
+            tune(writers, hidden_bias(served))
         return
     deployment = Deployment()
     try:
