@@ -140,19 +140,14 @@ def ceiling(writers: list[list[tuple]]) -> None:
     """What one example of each class can do for the classes the shared model misread:
     how often the writer's own first drawing is the nearest of all their first drawings
     to the second one, and how often the shared model ranks the class in its top three."""
-    from training.classes import CLASSES, SAME_SHAPES
+    from training.canvas_eval import SAME_SHAPE
+    from writers.prototypes import unit
 
-    def unit(rows):
-        return rows / np.maximum(np.linalg.norm(rows, axis=-1, keepdims=True), 1e-6)
-
-    same_shape = {frozenset((a, b)) for group in SAME_SHAPES for a in group for b in group}
     misread = nearest_own = top3 = inside_same_shape = 0
     for rows in writers:
         labels = np.array([row[0] for row in rows])
-        firsts, seconds = (
-            unit(np.stack([row[2] for row in rows])),
-            unit(np.stack([row[4] for row in rows])),
-        )
+        firsts = unit(np.stack([row[2] for row in rows]))
+        seconds = unit(np.stack([row[4] for row in rows]))
         nearest = labels[(seconds @ firsts.T).argmax(axis=1)]
         for index, (label, _, _, first_logits, _, logits) in enumerate(rows):
             said = int(first_logits.argmax())
@@ -161,7 +156,7 @@ def ceiling(writers: list[list[tuple]]) -> None:
             misread += 1
             nearest_own += nearest[index] == label
             top3 += label in np.argsort(logits)[::-1][:3]
-            inside_same_shape += frozenset((CLASSES[label], CLASSES[said])) in same_shape
+            inside_same_shape += SAME_SHAPE[label, said]
     print(
         f"classes misread on their first drawing: {misread}; on the second drawing, "
         f"the writer's own first drawing is the nearest of theirs {nearest_own / misread:.1%}, "
@@ -198,14 +193,13 @@ def tune(writers: list[list[tuple]], bias: np.ndarray) -> None:
             # The issue's measure first (corrected classes on their next drawing), then
             # every second drawing, then the gentler gain.
             safe = first[0] - first[1] <= 0.01 and others[1] >= others[0]
-            results.append((safe, corrected[1], second, -gain, threshold))
+            results.append(((safe, corrected[1], second, -gain), threshold, gain))
             print(
                 f"{threshold:9.2f} {gain:5.0f}  {first[0]:10.1%} -> {first[1]:6.1%}"
                 f"     {corrected[0]:5.1%} -> {corrected[1]:5.1%}"
                 f"  {others[0]:5.1%} -> {others[1]:5.1%}  {second:6.1%}"
             )
-    _, _, _, gain, threshold = max(results)
-    gain = -gain
+    _, threshold, gain = max(results)
     print(
         "chosen (most right corrected classes on their second drawing, the first pass down "
         "at most 1 point and the other classes not down; then most right second drawings): "
@@ -349,16 +343,16 @@ def main():
     )
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
-    args.tune = args.tune or args.ceiling
+    on_validation = args.tune or args.ceiling
     writers = load_writers()
     chosen = {
         name: by_label
         for name, by_label in writers.items()
-        if is_validation_writer(name) == args.tune
+        if is_validation_writer(name) == on_validation
     }
     chosen = dict(list(chosen.items())[: args.writers])
     drawings = writer_drawings(chosen, args.seed)
-    if args.tune:
+    if on_validation:
         from writers.prototypes import hidden_bias
 
         served = _served()

@@ -24,11 +24,11 @@ CHUNK = 256
 Reader = Callable[[list[Image.Image]], np.ndarray]
 
 # Each class's look-alike set as a bitmask over the classes, for the tolerant score.
-_SAME_SHAPE = np.eye(NUM_CLASSES, dtype=bool)
+SAME_SHAPE = np.eye(NUM_CLASSES, dtype=bool)
 for _group in SAME_SHAPES:
     for _a in _group:
         for _b in _group:
-            _SAME_SHAPE[CLASS_INDEX[_a], CLASS_INDEX[_b]] = True
+            SAME_SHAPE[CLASS_INDEX[_a], CLASS_INDEX[_b]] = True
 
 
 @dataclass(frozen=True)
@@ -117,7 +117,7 @@ def measure(
 
 def _scores(predicted: np.ndarray, labels: np.ndarray, cases: np.ndarray) -> dict:
     exact = predicted == labels
-    tolerant = exact | ((predicted >= 0) & _SAME_SHAPE[labels, predicted.clip(0)])
+    tolerant = exact | ((predicted >= 0) & SAME_SHAPE[labels, predicted.clip(0)])
     row = {}
     for case in sorted(set(cases.tolist())):
         mask = cases == case

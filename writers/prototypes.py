@@ -55,7 +55,7 @@ def softmax(logits: np.ndarray) -> np.ndarray:
     return shifted / shifted.sum(axis=-1, keepdims=True)
 
 
-def _unit(rows: np.ndarray) -> np.ndarray:
+def unit(rows: np.ndarray) -> np.ndarray:
     rows = np.asarray(rows, dtype=np.float32)
     return rows / np.maximum(np.linalg.norm(rows, axis=-1, keepdims=True), 1e-6)
 
@@ -90,8 +90,8 @@ class Prototypes:
         gains = np.zeros(NUM_CLASSES, np.float32)
         if not len(self):
             return gains
-        features = _unit(np.maximum(self.rows + bias, 0.0))
-        similarity = features @ _unit(hidden)
+        features = unit(np.maximum(self.rows + bias, 0.0))
+        similarity = features @ unit(hidden)
         nearest = np.full(NUM_CLASSES, -1.0, np.float32)
         np.maximum.at(nearest, [CLASS_INDEX[label] for label in self.labels], similarity)
         return GAIN * np.clip((nearest - THRESHOLD) / (1.0 - THRESHOLD), 0.0, None)
