@@ -12,7 +12,7 @@ import functools
 
 import numpy as np
 
-from training.classes import CLASSES, SAME_SHAPES
+from training.classes import CLASSES, SAME_SHAPE_PAIRS
 from training.models import ModelVersion
 
 MIN_CONFUSION = 0.05
@@ -33,12 +33,6 @@ def pairs_from_confusion(confusion) -> frozenset[frozenset[str]]:
             if both[a, b] >= MIN_COUNT and both[a, b] >= MIN_CONFUSION * drawn:
                 pairs.add(frozenset((CLASSES[a], CLASSES[b])))
     return frozenset(pairs)
-
-
-def _same_shape_pairs() -> frozenset[frozenset[str]]:
-    return frozenset(
-        frozenset((a, b)) for group in SAME_SHAPES for a in group for b in group if a != b
-    )
 
 
 def _heldout_confusion(metrics: dict):
@@ -63,9 +57,9 @@ def lookalike_pairs(version_id: int) -> frozenset[frozenset[str]]:
     while version is not None:
         confusion = _heldout_confusion(version.metrics)
         if confusion is not None:
-            return _same_shape_pairs() | pairs_from_confusion(confusion)
+            return SAME_SHAPE_PAIRS | pairs_from_confusion(confusion)
         version = version.parent
-    return _same_shape_pairs()
+    return SAME_SHAPE_PAIRS
 
 
 def lookalikes_of(probabilities: np.ndarray, pairs: frozenset[frozenset[str]]) -> list[str]:

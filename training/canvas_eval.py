@@ -14,7 +14,7 @@ import numpy as np
 from PIL import Image
 
 from . import nn, strokes
-from .classes import CLASS_INDEX, NUM_CLASSES, SAME_SHAPES
+from .classes import CLASS_INDEX, NUM_CLASSES, SAME_SHAPE_PAIRS
 from .datasets import GlyphData, glyph_or_none
 
 PEN_WIDTHS = (2, 4, 8, 12, 18, 24, 30, 36, 40)
@@ -25,10 +25,9 @@ Reader = Callable[[list[Image.Image]], np.ndarray]
 
 # Each class's look-alike set as a bitmask over the classes, for the tolerant score.
 SAME_SHAPE = np.eye(NUM_CLASSES, dtype=bool)
-for _group in SAME_SHAPES:
-    for _a in _group:
-        for _b in _group:
-            SAME_SHAPE[CLASS_INDEX[_a], CLASS_INDEX[_b]] = True
+for _pair in SAME_SHAPE_PAIRS:
+    _a, _b = (CLASS_INDEX[c] for c in _pair)
+    SAME_SHAPE[_a, _b] = SAME_SHAPE[_b, _a] = True
 
 
 @dataclass(frozen=True)
