@@ -14,7 +14,7 @@ from django.core.management import call_command
 from django.db import IntegrityError, transaction
 
 from recognizer_site.storage import AtomicFileSystemStorage
-from training import registry, serving
+from training import nn, registry, serving
 from training.models import ModelVersion
 
 from .conftest import ONE, _database_url, _free_port, copy_of, draw_png
@@ -164,3 +164,27 @@ def test_install_default_model_installs_when_nothing_served_verifies(default_mod
     assert installed.number == default_model.number + 1
     assert installed.sha256 == default_model.sha256
     registry.version_load_model(installed)
+
+
+@pytest.mark.django_db
+def test_install_default_model_upgrade_publishes_the_committed_model_once(default_model):
+    # A deployment serving a model of an older release: other weights, no committed ancestor.
+    older = registry.version_create(
+        weights=nn.serialize_state(nn.build_model(), half=True),
+        architecture=nn.ARCHITECTURE,
+        metrics={},
+        training_info={"kind": "pretrain"},
+        activate=True,
+    )
+    call_command("install_default_model", verbosity=0)  # something is active: kept
+    assert ModelVersion.objects.get(status=ModelVersion.Status.ACTIVE) == older
+
+    call_command("install_default_model", "--upgrade", verbosity=0)
+
+    upgraded = ModelVersion.objects.get(status=ModelVersion.Status.ACTIVE)
+    assert upgraded.sha256 == default_model.sha256 and upgraded.number == older.number + 1
+    assert ModelVersion.objects.get(pk=older.pk).status == ModelVersion.Status.RETIRED
+    fine_tuned = copy_of(upgraded, activate=True)  # learning goes on from the new model
+    call_command("install_default_model", "--upgrade", verbosity=0)
+    assert ModelVersion.objects.get(status=ModelVersion.Status.ACTIVE) == fine_tuned
+    assert ModelVersion.objects.count() == 4
