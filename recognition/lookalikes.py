@@ -17,7 +17,7 @@ from training.models import ModelVersion
 
 MIN_CONFUSION = 0.05
 MIN_COUNT = 3
-MARGIN = 0.3
+MARGIN = 0.4
 HANDWRITING_SETS = "handwriting/"
 
 

@@ -70,6 +70,15 @@ def test_thin_lines_do_not_fade_and_fat_lines_do_not_swell():
         assert 50 < ink < 140, ink  # a 2-3 px stroke along the seven's length
 
 
+@pytest.mark.parametrize("shape", list(SHAPES))
+def test_a_wide_pen_keeps_the_glyphs_proportions(shape):
+    # A wide pen's skeleton is shorter inside the same box: re-inked at a fixed
+    # radius its glyph came out bolder and rounder (an "o" with a third more ink).
+    thin = (drawn(shape, canvas=560, width=2) > 128).sum()
+    wide = (drawn(shape, canvas=100, width=36) > 128).sum()
+    assert abs(wide / thin - 1) < 0.15, (thin, wide)
+
+
 @pytest.mark.parametrize("width", [2, 18, 36])
 def test_holes_stay_open(width):
     assert holes(drawn("o", canvas=280, width=width)) == 1

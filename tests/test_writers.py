@@ -178,6 +178,23 @@ def test_session_writer_corrections_reshape_only_their_answers(default_model):
     assert personal.size_bytes < 4096
 
 
+def test_a_drawing_the_writer_labelled_reads_as_their_label_when_sent_again(default_model):
+    # A confident shared answer, and the writer's own close drawing of that answer,
+    # both pull against the label they gave this very drawing: their label wins.
+    page = page_client()
+    near = predict(page, draw_png(SEVEN, width=16), source="page")
+    assert near["label"] == "7"
+    correct(page, near["sample"], "7", source="page")
+    seven = draw_png(SEVEN)
+    first = predict(page, seven, source="page")
+    assert first["label"] == "7" and first["top"][0]["probability"] > 0.9
+    correct(page, first["sample"], "1", source="page")
+
+    again = predict(page, seven, source="page")
+    assert again["label"] == "1" and again["personal"] is True
+    assert predict(page, draw_png(SEVEN, width=16), source="page")["label"] == "7"
+
+
 def test_logged_in_user_is_one_writer_across_sessions(default_model):
     png, true_label = misread_handwriting(1)[0]
     user = User.objects.create_user("writer", password="pw-for-tests-only")

@@ -16,7 +16,7 @@ from skimage.morphology import skeletonize
 
 GLYPH_SIZE = 28
 # Bumped whenever the glyphs change, so cached preprocessed datasets are rebuilt.
-PREPROCESSING_VERSION = "stroke-width-1"
+PREPROCESSING_VERSION = "stroke-width-2"
 BOX_SIZE = 20
 # Strokes are normalised with the glyph's longer side at this many pixels: enough
 # to resolve a skeleton, small enough to stay cheap.
@@ -151,9 +151,16 @@ def normalise_stroke_width(ink: np.ndarray) -> np.ndarray:
     skeleton = skeletonize(mask)
     if not skeleton.any():
         skeleton = mask
+    # A wide pen leaves a shorter skeleton inside the same STROKE_SIZE box; the pen
+    # shrinks with it, so the re-inked glyph keeps its proportions at every width
+    # (else a wide pen's "0" comes out rounder and bolder, and reads as "o").
+    rows = np.flatnonzero(skeleton.any(axis=1))
+    cols = np.flatnonzero(skeleton.any(axis=0))
+    extent = max(rows[-1] - rows[0], cols[-1] - cols[0]) + 1
+    radius = STROKE_RADIUS * min(1.0, extent / STROKE_SIZE)
     distance = ndimage.distance_transform_edt(~skeleton)
-    # Coverage of a round pen of radius STROKE_RADIUS centred on the skeleton.
-    return np.clip(STROKE_RADIUS + 0.5 - distance, 0.0, 1.0).astype(np.float32)
+    # Coverage of a round pen of that radius centred on the skeleton.
+    return np.clip(radius + 0.5 - distance, 0.0, 1.0).astype(np.float32)
 
 
 def preprocess_image(image: Image.Image) -> np.ndarray:

@@ -19,10 +19,14 @@ import torch
 from training.classes import CLASS_INDEX, NUM_CLASSES
 from training.nn import glyphs_to_tensor
 
-THRESHOLD = 0.8
-GAIN = 32.0
+THRESHOLD = 0.75
+GAIN = 16.0
 # The newest labels a writer keeps: 128 rows of 256 float16 features is 64 KiB.
 MAX_PROTOTYPES = 128
+# A drawing this close to one the writer labelled is that drawing again (sent anew):
+# the writer's label for it wins whatever the shared model or their other drawings say.
+SAME_DRAWING = 0.9999
+SAME_DRAWING_GAIN = 1000.0
 
 
 @dataclass(frozen=True)
@@ -94,7 +98,11 @@ class Prototypes:
         similarity = features @ unit(hidden)
         nearest = np.full(NUM_CLASSES, -1.0, np.float32)
         np.maximum.at(nearest, [CLASS_INDEX[label] for label in self.labels], similarity)
-        return GAIN * np.clip((nearest - THRESHOLD) / (1.0 - THRESHOLD), 0.0, None)
+        gains = GAIN * np.clip((nearest - THRESHOLD) / (1.0 - THRESHOLD), 0.0, None)
+        same = np.flatnonzero(similarity >= SAME_DRAWING)
+        if len(same):  # the newest label of that drawing
+            gains[CLASS_INDEX[self.labels[same[-1]]]] += SAME_DRAWING_GAIN
+        return gains
 
     def with_row(self, row: np.ndarray, label: str, *, replaces: int | None = None):
         """These prototypes plus one row (in place of row ``replaces``), the newest kept."""
