@@ -69,6 +69,13 @@ def _gray(planes, region) -> np.ndarray:
     return gray * alpha + 255.0 * (1.0 - alpha)
 
 
+def _box(image: np.ndarray) -> tuple[slice, slice]:
+    """The rows and columns of the smallest box holding every nonzero pixel (there is one)."""
+    rows = np.flatnonzero(image.any(axis=1))
+    cols = np.flatnonzero(image.any(axis=0))
+    return slice(rows[0], rows[-1] + 1), slice(cols[0], cols[-1] + 1)
+
+
 def _ink_region(planes) -> np.ndarray:
     """Ink strength 0-255 over the background (whatever the polarity) where there can be ink.
 
@@ -91,11 +98,9 @@ def _ink_region(planes) -> np.ndarray:
         for plane in planes[:2]:
             if plane is not None:
                 inked |= plane != np.concatenate([plane[edge] for edge in edges])[paper[0]]
-        rows = np.flatnonzero(inked.any(axis=1))
-        if not rows.size:
+        if not inked.any():
             raise BlankImageError("no ink found, or only a few specks")
-        cols = np.flatnonzero(inked.any(axis=0))
-        region = (slice(rows[0], rows[-1] + 1), slice(cols[0], cols[-1] + 1))
+        region = _box(inked)
     gray = _gray(planes, region)
     ink = background - gray if background >= 128 else gray - background
     return np.clip(ink - 2.0 * spread, 0.0, None)
@@ -107,11 +112,10 @@ def _drop_specks(ink: np.ndarray, pixels: int) -> np.ndarray:
     if mask.sum() < max(MIN_INK_PIXELS, NEAR_BLANK_SHARE * pixels):
         raise BlankImageError("no ink found, or only a few specks")
     # Label only the box around all ink (with room for the halo): same pieces, less work.
-    rows = np.flatnonzero(mask.any(axis=1))
-    cols = np.flatnonzero(mask.any(axis=0))
+    rows, cols = _box(mask)
     box = (
-        slice(max(rows[0] - 2, 0), rows[-1] + 3),
-        slice(max(cols[0] - 2, 0), cols[-1] + 3),
+        slice(max(rows.start - 2, 0), rows.stop + 2),
+        slice(max(cols.start - 2, 0), cols.stop + 2),
     )
     ink, mask = ink[box], mask[box]
     labels, count = ndimage.label(mask, structure=np.ones((3, 3), bool))
@@ -122,9 +126,7 @@ def _drop_specks(ink: np.ndarray, pixels: int) -> np.ndarray:
         # Keep the anti-aliased halo around kept strokes, drop everything else.
         ink = np.where(ndimage.binary_dilation(kept, iterations=2), ink, 0.0)
         mask = kept
-    rows = np.flatnonzero(mask.any(axis=1))
-    cols = np.flatnonzero(mask.any(axis=0))
-    return ink[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]
+    return ink[_box(mask)]
 
 
 def normalise_stroke_width(ink: np.ndarray) -> np.ndarray:
@@ -154,9 +156,8 @@ def normalise_stroke_width(ink: np.ndarray) -> np.ndarray:
     # A wide pen leaves a shorter skeleton inside the same STROKE_SIZE box; the pen
     # shrinks with it, so the re-inked glyph keeps its proportions at every width
     # (else a wide pen's "0" comes out rounder and bolder, and reads as "o").
-    rows = np.flatnonzero(skeleton.any(axis=1))
-    cols = np.flatnonzero(skeleton.any(axis=0))
-    extent = max(rows[-1] - rows[0], cols[-1] - cols[0]) + 1
+    rows, cols = _box(skeleton)
+    extent = max(rows.stop - rows.start, cols.stop - cols.start)
     radius = STROKE_RADIUS * min(1.0, extent / STROKE_SIZE)
     distance = ndimage.distance_transform_edt(~skeleton)
     # Coverage of a round pen of that radius centred on the skeleton.
@@ -172,9 +173,7 @@ def preprocess_image(image: Image.Image) -> np.ndarray:
         raise BlankImageError("image too small")
     ink = _drop_specks(_ink_region(_gray_planes(image)), image.width * image.height)
     glyph = normalise_stroke_width(ink)
-    rows = np.flatnonzero(glyph.any(axis=1))
-    cols = np.flatnonzero(glyph.any(axis=0))
-    glyph = glyph[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]
+    glyph = glyph[_box(glyph)]
 
     height, width = glyph.shape
     scale = BOX_SIZE / max(height, width)

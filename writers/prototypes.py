@@ -91,9 +91,8 @@ class Prototypes:
     def bonus(self, hidden: np.ndarray, bias: np.ndarray) -> np.ndarray:
         """What each class's logit gains for one drawing's hidden features (D,), under a
         model whose hidden bias is ``bias``: zero far from all."""
-        gains = np.zeros(NUM_CLASSES, np.float32)
         if not len(self):
-            return gains
+            return np.zeros(NUM_CLASSES, np.float32)
         features = unit(np.maximum(self.rows + bias, 0.0))
         similarity = features @ unit(hidden)
         nearest = np.full(NUM_CLASSES, -1.0, np.float32)

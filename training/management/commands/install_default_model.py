@@ -15,7 +15,7 @@ from pathlib import Path
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
-from training import registry
+from training import registry, selectors
 from training.models import ModelVersion
 
 
@@ -34,9 +34,20 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args, **options):
-        active = ModelVersion.objects.filter(status=ModelVersion.Status.ACTIVE).first()
+        active = selectors.version_active()
+        folder = Path(options["source"])
         if options["upgrade"]:
-            self._install(Path(options["source"]), unless_active=active)
+            description, weights, anchors = _read_default_model(folder)
+            # Fine-tunes share the anchors of the version they grew from: its chain's root.
+            if (
+                active
+                and selectors.version_chain_root(version=active).sha256 == description["sha256"]
+            ):
+                self.stdout.write(
+                    f"v{active.number} is the default model or a fine-tune of it. Nothing to do."
+                )
+                return
+            self._install(folder, description, weights, anchors)
             return
         if active is not None:
             self.stdout.write(f"v{active.number} is active. Nothing to do.")
@@ -48,22 +59,9 @@ class Command(BaseCommand):
                 self.style.SUCCESS(f"No version was active; re-activated v{last_served.number}.")
             )
             return
-        self._install(Path(options["source"]))
+        self._install(folder, *_read_default_model(folder))
 
-    def _install(self, folder: Path, *, unless_active: ModelVersion | None = None) -> None:
-        try:
-            description = json.loads((folder / "version.json").read_text())
-            weights = (folder / "weights.pt").read_bytes()
-            anchors = (folder / "anchors.npz").read_bytes()
-        except (OSError, ValueError) as error:
-            raise CommandError(f"Cannot read the default model in {folder}: {error}") from None
-        if registry.weights_sha256(weights) != description["sha256"]:
-            raise CommandError(f"{folder / 'weights.pt'} does not match its sha256; not installed.")
-        if _descends_from(unless_active, description["sha256"]):
-            self.stdout.write(
-                f"v{unless_active.number} is the default model or a fine-tune of it. Nothing to do."
-            )
-            return
+    def _install(self, folder: Path, description: dict, weights: bytes, anchors: bytes) -> None:
         version = registry.version_create(
             weights=weights,
             architecture=description["architecture"],
@@ -88,10 +86,14 @@ class Command(BaseCommand):
         return None
 
 
-def _descends_from(version: ModelVersion | None, sha256: str) -> bool:
-    """Whether ``version`` or one of its ancestors has these weights."""
-    while version is not None:
-        if version.sha256 == sha256:
-            return True
-        version = version.parent
-    return False
+def _read_default_model(folder: Path) -> tuple[dict, bytes, bytes]:
+    """``version.json``, the weights and the anchors, the weights checked against their sha256."""
+    try:
+        description = json.loads((folder / "version.json").read_text())
+        weights = (folder / "weights.pt").read_bytes()
+        anchors = (folder / "anchors.npz").read_bytes()
+    except (OSError, ValueError) as error:
+        raise CommandError(f"Cannot read the default model in {folder}: {error}") from None
+    if registry.weights_sha256(weights) != description["sha256"]:
+        raise CommandError(f"{folder / 'weights.pt'} does not match its sha256; not installed.")
+    return description, weights, anchors
