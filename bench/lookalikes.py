@@ -25,7 +25,7 @@ django.setup()
 from bench.handwriting import HANDWRITING  # noqa: E402
 from recognition import lookalikes  # noqa: E402
 from training import datasets, nn  # noqa: E402
-from training.classes import CLASSES, SAME_SHAPE_PAIRS  # noqa: E402
+from training.classes import CLASSES  # noqa: E402
 
 MODEL = Path(__file__).resolve().parent.parent / "training" / "default_model" / "weights.pt"
 MARGINS = (0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.98)
@@ -39,9 +39,7 @@ def main():
     model = nn.deserialize_state(MODEL.read_bytes())
     probabilities = nn.served_proba(model, validation.glyphs)
     metrics = __import__("json").loads((MODEL.parent / "version.json").read_text())["metrics"]
-    pairs = SAME_SHAPE_PAIRS | lookalikes.pairs_from_confusion(
-        lookalikes._heldout_confusion(metrics)
-    )
+    pairs = lookalikes.pairs_from_metrics(metrics)
     predicted = probabilities.argmax(1)
     truth = validation.labels
     in_pair_misread = np.array(

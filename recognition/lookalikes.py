@@ -35,16 +35,18 @@ def pairs_from_confusion(confusion) -> frozenset[frozenset[str]]:
     return frozenset(pairs)
 
 
-def _heldout_confusion(metrics: dict):
-    """The confusion on held-out handwriting a version's evaluation recorded, if any."""
+def pairs_from_metrics(metrics: dict) -> frozenset[frozenset[str]] | None:
+    """The pairs a version's evaluation shows (its held-out handwriting sets, else its one
+    confusion matrix); None when it recorded no confusion."""
     sets = [
         result["confusion"]
         for name, result in metrics.get("sets", {}).items()
         if name.startswith(HANDWRITING_SETS) and "confusion" in result
     ]
-    if sets:
-        return np.sum(np.asarray(sets, dtype=np.int64), axis=0)
-    return metrics.get("confusion")
+    confusion = np.sum(np.asarray(sets), axis=0) if sets else metrics.get("confusion")
+    if confusion is None:
+        return None
+    return SAME_SHAPE_PAIRS | pairs_from_confusion(confusion)
 
 
 @functools.lru_cache(maxsize=8)
@@ -55,9 +57,9 @@ def lookalike_pairs(version_id: int) -> frozenset[frozenset[str]]:
     """
     version = ModelVersion.objects.filter(pk=version_id).only("metrics", "parent_id").first()
     while version is not None:
-        confusion = _heldout_confusion(version.metrics)
-        if confusion is not None:
-            return SAME_SHAPE_PAIRS | pairs_from_confusion(confusion)
+        pairs = pairs_from_metrics(version.metrics)
+        if pairs is not None:
+            return pairs
         version = version.parent
     return SAME_SHAPE_PAIRS
 

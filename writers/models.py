@@ -30,7 +30,7 @@ class PersonalModel(models.Model):
         blank=True,
         on_delete=models.SET_NULL,
         related_name="+",
-        help_text="The shared version whose features the prototypes hold.",
+        help_text="The shared version the rows were last stored under.",
     )
     hidden_weights = models.CharField(
         max_length=64,
