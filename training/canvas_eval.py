@@ -104,19 +104,31 @@ def measure(
     cases = np.array([d.case for d in drawings])
     table = {}
     for width in widths:
-        rng = np.random.default_rng([seed, int(width * 10)])
-        predicted = np.empty(len(drawings), np.int64)
-        for start in range(0, len(drawings), CHUNK):
-            chunk = drawings[start : start + CHUNK]
-            images = [strokes.draw(d.strokes, strokes.random_pen(rng, width=width)) for d in chunk]
-            predicted[start : start + len(chunk)] = reader(images)
+        read = [reader(images) for images in drawn_at(drawings, width, seed=seed)]
+        predicted = np.concatenate([np.empty(0, np.int64), *read])
         table[width] = _scores(predicted, labels, cases)
     return table
 
 
+def drawn_at(drawings: Sequence[Drawing], width: float, *, seed: int = 0):
+    """The drawings as canvases send them at one pen width, a chunk of images at a time.
+
+    Each width has its own seeded canvases, so a second call gives the same images.
+    """
+    rng = np.random.default_rng([seed, int(width * 10)])
+    for start in range(0, len(drawings), CHUNK):
+        chunk = drawings[start : start + CHUNK]
+        yield [strokes.draw(d.strokes, strokes.random_pen(rng, width=width)) for d in chunk]
+
+
+def misread(predicted: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """Which answers are wrong even with look-alike sets counted as one (-1, blank, is wrong)."""
+    return (predicted != labels) & ~((predicted >= 0) & SAME_SHAPE[labels, predicted.clip(0)])
+
+
 def _scores(predicted: np.ndarray, labels: np.ndarray, cases: np.ndarray) -> dict:
     exact = predicted == labels
-    tolerant = exact | ((predicted >= 0) & SAME_SHAPE[labels, predicted.clip(0)])
+    tolerant = ~misread(predicted, labels)
     row = {}
     for case in sorted(set(cases.tolist())):
         mask = cases == case
