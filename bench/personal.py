@@ -10,12 +10,17 @@ instance, at a random size, place and pen width), corrects each misread and
 confirms each right answer (the page's one tap either way); then draws each
 class again from the second recording at another size, place and pen width.
 Reported: the first pass with the memory growing as it goes, and on the second
-instances the shared model ("before"), the writer's own answers ("after") and
-an unused writer id (must be identical to the shared model); the share of
+instances the shared model ("before"), the writer's own answers ("after"; when
+wrong, whether the look-alike buttons offer the label) and an unused writer id
+(must be identical to the shared model); the share of
 corrections right on the very next prediction; request latency with and
 without a personal model. No Celery worker runs: the shared model stays put.
 
-    .venv/bin/python bench/personal.py [--writers 60] [--tune | --ceiling]
+``--misses PNG`` writes, in process, a sheet of the test writers' corrected classes
+that their second drawing still misreads (both drawings side by side), to be read
+by eye.
+
+    .venv/bin/python bench/personal.py [--writers 60] [--tune | --ceiling | --misses PNG]
 """
 
 import argparse
@@ -36,6 +41,7 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench import sheets
 from bench.server import Deployment
 from training import strokes as strokes_module
 
@@ -132,7 +138,7 @@ def writer_features(served, drawings: dict) -> list[list[tuple]]:
             (r1, h1, l1), (_, h2, l2) = features(first), features(second)
             rows.append((CLASS_INDEX[label], r1, h1, l1, h2, l2))
         writers.append(rows)
-    print(f"validation writers {len(writers)}, classes drawn {sum(map(len, writers))}")
+    print(f"writers {len(writers)}, classes drawn {sum(map(len, writers))}")
     return writers
 
 
@@ -207,6 +213,31 @@ def tune(writers: list[list[tuple]], bias: np.ndarray) -> None:
     )
 
 
+def misses(writers: list[list[tuple]], drawings: dict, bias: np.ndarray, path: Path) -> None:
+    """The corrected classes whose second drawing the writer's memory still misreads."""
+    from training.classes import CLASSES
+    from writers import prototypes as personal
+
+    entries, corrected = [], 0
+    for by_label, rows in zip(drawings.values(), writers, strict=True):
+        memory = personal.Prototypes.empty()
+        for label, row, *_ in rows:
+            memory = memory.with_row(row, CLASSES[label])
+        for (first, second), (label, _, _, first_logits, hidden, logits) in zip(
+            by_label.values(), rows, strict=True
+        ):
+            if first_logits.argmax() == label:
+                continue
+            corrected += 1
+            after = (logits + memory.bonus(hidden, bias)).argmax()
+            if after != label:
+                pictures = [sheets.on_white(Image.open(io.BytesIO(png))) for png in (first, second)]
+                said = CLASSES[first_logits.argmax()]
+                entries.append((pictures, f"{CLASSES[label]} 1st>{said} 2nd>{CLASSES[after]}"))
+    sheets.sheet(entries, columns=4).save(path)
+    print(f"corrected classes {corrected}, still misread on the second drawing {len(entries)}")
+
+
 # --- The test writers through the real API -------------------------------------------
 
 
@@ -270,6 +301,10 @@ def run(drawings: dict) -> dict:
             tallies[f"{group}_drawn"] += 1
             tallies[f"{group}_before"] += shared["label"] == label
             tallies[f"{group}_after"] += mine["label"] == label
+            # Or the page's "1 or l?" buttons hold the label: one tap, no drawing again.
+            tallies[f"{group}_offered"] += mine["label"] != label and label in mine["lookalikes"]
+            tallies["asked_before"] += bool(shared["lookalikes"])
+            tallies["asked_after"] += bool(mine["lookalikes"])
             tallies["unused_identical"] += (unused["top"], unused["label"]) == (
                 shared["top"],
                 shared["label"],
@@ -308,6 +343,9 @@ def report(r: dict) -> None:
     print(f"right on the very next prediction:  {share('next_right', 'corrections')}")
     print(f"corrected classes, new instance: before {share('corrected_before', 'corrected_drawn')}")
     print(f"                                 after  {share('corrected_after', 'corrected_drawn')}")
+    print(
+        f"          or else among its look-alikes {share('corrected_offered', 'corrected_drawn')}"
+    )
     print(f"the writer's other classes:      before {share('others_before', 'others_drawn')}")
     print(f"                                 after  {share('others_after', 'others_drawn')}")
     total_before = r["corrected_before"] + r["others_before"]
@@ -315,6 +353,10 @@ def report(r: dict) -> None:
     print(
         f"all new instances: before {total_before / r['drawn']:.1%}, "
         f"after {total_after / r['drawn']:.1%}"
+    )
+    print(
+        f"answers asking 'x or y?': before {share('asked_before', 'drawn')}, "
+        f"after {share('asked_after', 'drawn')}"
     )
     print(f"unused writer id identical to the shared model: {share('unused_identical', 'drawn')}")
     print(
@@ -341,6 +383,7 @@ def main():
         action="store_true",
         help="on validation writers: what one example of each misread class can do",
     )
+    parser.add_argument("--misses", help="write a sheet of the test writers' missed corrections")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
     on_validation = args.tune or args.ceiling
@@ -352,12 +395,14 @@ def main():
     }
     chosen = dict(list(chosen.items())[: args.writers])
     drawings = writer_drawings(chosen, args.seed)
-    if on_validation:
+    if on_validation or args.misses:
         from writers.prototypes import hidden_bias
 
         served = _served()
         writers = writer_features(served, drawings)
-        if args.ceiling:
+        if args.misses:
+            misses(writers, drawings, hidden_bias(served), Path(args.misses))
+        elif args.ceiling:
             ceiling(writers)
         else:
             tune(writers, hidden_bias(served))
