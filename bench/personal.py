@@ -2,8 +2,9 @@
 
 Writers with at least ten classes written twice (digits and lowercase letters).
 Test writers are the ones ``training.strokes`` holds out of pretraining (whole
-writers); the others choose the personal model's threshold and gain (``--tune``,
-in process). Test writers go through the real API as one token client with one
+writers); the others choose the personal model's threshold and gain, then the
+floor from which a label the writer corrected an answer to is offered beside it
+(``--tune``, in process). Test writers go through the real API as one token client with one
 ``writer`` per person, drawn by ``training.strokes.draw`` as the page's canvas
 draws (a 280 px canvas at 2x). Each draws every such class once (the first
 instance, at a random size, place and pen width), corrects each misread and
@@ -113,11 +114,14 @@ def writer_drawings(writers: dict, seed: int) -> dict[str, dict[str, tuple[bytes
 # --- Choosing the threshold and gain on validation writers (no Django) -------------
 
 
+def _weights() -> Path:
+    return Path(__file__).resolve().parent.parent / "training/default_model/weights.pt"
+
+
 def _served():
     from training import nn
 
-    weights = Path(__file__).resolve().parent.parent / "training/default_model/weights.pt"
-    return nn.for_inference(nn.deserialize_state(weights.read_bytes()))
+    return nn.for_inference(nn.deserialize_state(_weights().read_bytes()))
 
 
 def writer_features(served, drawings: dict) -> list[list[tuple]]:
@@ -211,6 +215,48 @@ def tune(writers: list[list[tuple]], bias: np.ndarray) -> None:
         "at most 1 point and the other classes not down; then most right second drawings): "
         f"threshold {threshold}, gain {gain:.0f}"
     )
+    personal.THRESHOLD, personal.GAIN = threshold, gain
+    return threshold, gain
+
+
+def tune_taught_floor(writers: list[list[tuple]], served) -> None:
+    """How much probability a label the writer corrected an answer to needs to be offered
+    beside that answer: the most corrected classes right or one tap away, with answers
+    that were right anyway asking "x or y?" at most a point more often."""
+    import django
+
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "recognizer_site.settings")
+    django.setup()  # recognition.lookalikes reads versions' pairs through the ORM
+    from recognition import lookalikes
+    from training.classes import CLASSES
+    from writers import prototypes as personal
+
+    metrics = json.loads((_weights().parent / "version.json").read_text())["metrics"]
+    pairs = lookalikes.pairs_from_metrics(metrics)
+    bias = personal.hidden_bias(served)
+    print("taught floor   corrected: right or offered   asked on right answers")
+    results = []
+    for floor in (None, 0.005, 0.01, 0.02, 0.03, 0.05):
+        lookalikes.TAUGHT_FLOOR = floor if floor is not None else 2.0  # None: never
+        counts = np.zeros(4)  # corrected drawn, corrected right or offered, asked right, all
+        for rows in writers:
+            memory = personal.Prototypes.empty()
+            for label, row, *_ in rows:
+                memory = memory.with_row(row, CLASSES[label])
+            taught = personal.taught(served, memory, bias)
+            for label, _, _, first_logits, hidden, logits in rows:
+                probabilities = personal.softmax(logits + memory.bonus(hidden, bias))
+                offered = lookalikes.lookalikes_of(probabilities, pairs, taught)
+                right = probabilities.argmax() == label
+                if first_logits.argmax() != label:
+                    counts[:2] += (1, right or CLASSES[label] in offered)
+                counts[2:] += (right and bool(offered), 1)
+        reached, asked = counts[1] / counts[0], counts[2] / counts[3]
+        results.append((floor, reached, asked))
+        print(f"{floor!s:>12}   {reached:29.1%}   {asked:22.1%}")
+    never = results[0][2]
+    floor = max(results[1:], key=lambda r: (r[2] <= never + 0.01, r[1], -r[2]))[0]
+    print(f"chosen taught floor: {floor}")
 
 
 def misses(writers: list[list[tuple]], drawings: dict, bias: np.ndarray, path: Path) -> None:
@@ -406,6 +452,7 @@ def main():
             ceiling(writers)
         else:
             tune(writers, hidden_bias(served))
+            tune_taught_floor(writers, served)
         return
     deployment = Deployment()
     try:

@@ -4,8 +4,10 @@ The pairs come from data: every pair the active version confuses on held-out
 handwriting at least ``MIN_CONFUSION`` of the time (both directions, over both
 classes' drawings), added to the shapes that are one shape by definition. An
 answer offers its leading guesses when they are look-alikes of the first within
-``MARGIN`` of its probability; ``docs/personal.md`` says how both were chosen on
-validation handwriting.
+``MARGIN`` of its probability. A writer's own corrections add pairs of their own:
+when the answer is one the shared model gave to a drawing of theirs they labelled
+otherwise, their label is offered beside it from ``TAUGHT_FLOOR`` up.
+``docs/personal.md`` says how the figures were chosen on validation handwriting.
 """
 
 import functools
@@ -18,6 +20,7 @@ from training.models import ModelVersion
 MIN_CONFUSION = 0.05
 MIN_COUNT = 3
 MARGIN = 0.4
+TAUGHT_FLOOR = 0.03
 HANDWRITING_SETS = "handwriting/"
 
 
@@ -64,16 +67,27 @@ def lookalike_pairs(version_id: int) -> frozenset[frozenset[str]]:
     return SAME_SHAPE_PAIRS
 
 
-def lookalikes_of(probabilities: np.ndarray, pairs: frozenset[frozenset[str]]) -> list[str]:
-    """The leading guess and its close look-alikes, most probable first; else empty."""
+def lookalikes_of(
+    probabilities: np.ndarray,
+    pairs: frozenset[frozenset[str]],
+    taught: frozenset[tuple[str, str]] = frozenset(),
+) -> list[str]:
+    """The leading guess and the guesses to offer beside it, most probable first; else empty.
+
+    ``taught`` holds a writer's (shared model's answer, their label) pairs.
+    """
     best_first = np.argsort(probabilities)[::-1]
     leader = CLASSES[best_first[0]]
     floor = probabilities[best_first[0]] - MARGIN
-    close = [
-        CLASSES[index]
-        for index in best_first[1:4]
-        if probabilities[index] > 0
-        and probabilities[index] >= floor
-        and frozenset((leader, CLASSES[index])) in pairs
-    ]
-    return [leader, *close] if close else []
+    offered = []
+    for rank, index in enumerate(best_first[1:], start=1):
+        label, probability = CLASSES[index], probabilities[index]
+        close_lookalike = (
+            rank <= 3
+            and probability > 0
+            and probability >= floor
+            and frozenset((leader, label)) in pairs
+        )
+        if close_lookalike or (probability >= TAUGHT_FLOOR and (leader, label) in taught):
+            offered.append(label)
+    return [leader, *offered] if offered else []

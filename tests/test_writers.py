@@ -9,6 +9,7 @@ from django.contrib.auth.models import User
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
+from recognition.lookalikes import TAUGHT_FLOOR
 from recognition.models import Sample
 from training import nn, registry
 from training.classes import DIGITS, LETTERS
@@ -193,6 +194,27 @@ def test_a_drawing_the_writer_labelled_reads_as_their_label_when_sent_again(defa
     again = predict(page, seven, source="page")
     assert again["label"] == "1" and again["personal"] is True
     assert predict(page, draw_png(SEVEN, width=16), source="page")["label"] == "7"
+
+
+def test_an_answer_the_writer_corrected_before_offers_their_label_beside_it(default_model):
+    # The writer labels a drawing the shared model reads as 7 as their 1. A drawing
+    # unlike it, read as 7 with 1 behind, then asks them "7 or 1?"; not a stranger.
+    page, stranger = page_client(), page_client()
+    first = predict(page, draw_png(SEVEN), source="page")
+    assert first["label"] == "7"
+    correct(page, first["sample"], "1", source="page")
+
+    short_bar = draw_png([[(120, 60), (160, 60), (140, 230)]], width=8)
+    theirs = predict(stranger, short_bar, source="page")
+    probabilities = {entry["label"]: entry["probability"] for entry in theirs["top"]}
+    assert theirs["label"] == "7" and probabilities.get("1", 0) >= TAUGHT_FLOOR, theirs["top"]
+    assert theirs["lookalikes"] == [] and theirs["personal"] is False
+
+    mine = predict(page, short_bar, source="page")
+    # Their drawing of a 1 is too unlike this one to move the probabilities.
+    assert [entry["label"] for entry in mine["top"]] == [entry["label"] for entry in theirs["top"]]
+    assert mine["confidence"] == pytest.approx(theirs["confidence"], abs=1e-6)
+    assert mine["lookalikes"] == ["7", "1"] and mine["personal"] is True
 
 
 def test_logged_in_user_is_one_writer_across_sessions(default_model):

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from training.classes import CLASS_INDEX, NUM_CLASSES
+from training.classes import CLASS_INDEX, CLASSES, NUM_CLASSES
 from training.nn import glyphs_to_tensor
 
 THRESHOLD = 0.75
@@ -115,10 +115,39 @@ class Prototypes:
         return Prototypes(rows[-MAX_PROTOTYPES:], labels[-MAX_PROTOTYPES:])
 
 
+@dataclass(frozen=True)
+class PersonalAnswer:
+    """One glyph's answer through a writer's personal model."""
+
+    probabilities: np.ndarray  # (36,)
+    shaped: bool  # the prototypes changed the probabilities
+    # (the shared model's answer, the writer's label) for each of their drawings it misreads
+    taught: frozenset[tuple[str, str]]
+
+
 def personal_proba(
     served: torch.nn.Module, glyph: np.ndarray, prototypes: Prototypes
-) -> tuple[np.ndarray, bool]:
-    """One glyph's 36 probabilities with the writer's prototypes, and whether they changed any."""
+) -> PersonalAnswer:
     seen = drawn(served, glyph)
-    bonus = prototypes.bonus(seen.hidden[0], hidden_bias(served))
-    return softmax(seen.logits[0] + bonus), bool(bonus.any())
+    bias = hidden_bias(served)
+    bonus = prototypes.bonus(seen.hidden[0], bias)
+    return PersonalAnswer(
+        softmax(seen.logits[0] + bonus), bool(bonus.any()), taught(served, prototypes, bias)
+    )
+
+
+def taught(
+    served: torch.nn.Module, prototypes: Prototypes, bias: np.ndarray
+) -> frozenset[tuple[str, str]]:
+    """What the shared model still reads each of the writer's drawings as, where that is
+    not their label: read afresh, so a version that learns their hand drops the pair."""
+    if not len(prototypes):
+        return frozenset()
+    hidden = torch.from_numpy(np.maximum(prototypes.rows + bias, 0.0))
+    with torch.inference_mode():
+        answers = served[-1][-1](hidden).argmax(1).tolist()
+    return frozenset(
+        (CLASSES[answer], label)
+        for answer, label in zip(answers, prototypes.labels, strict=True)
+        if CLASSES[answer] != label
+    )

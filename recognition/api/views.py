@@ -67,10 +67,11 @@ class PredictionCreateApi(APIView):
         lookalikes = serializers.ListField(
             child=serializers.CharField(),
             help_text="The leading guesses, most probable first, when they are look-alikes "
-            "too close to call (0 or o); empty otherwise.",
+            "too close to call (0 or o), or the answer is one this writer has corrected to "
+            "another label that is still in the running; empty otherwise.",
         )
         personal = serializers.BooleanField(
-            help_text="Whether the writer's personal model shaped this answer."
+            help_text="Whether the writer's personal model shaped this answer or its look-alikes."
         )
 
     # Built once: binding a serializer's fields deep-copies them, which cost more

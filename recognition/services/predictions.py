@@ -16,7 +16,7 @@ from training.preprocessing import BlankImageError, preprocess_image
 from training.serving import LoadedModel, active_model
 from writers import services as writers_services
 from writers.identity import Writer
-from writers.prototypes import personal_proba
+from writers.prototypes import PersonalAnswer, personal_proba
 
 from ..context import DEFAULT_CONTEXT, context_labels, context_restrict
 from ..images import DrawingError, decode_drawing, encode_png
@@ -36,7 +36,7 @@ class PredictionOutcome:
     model_version_number: int
     # The leading guesses when they are look-alikes too close to call, else empty.
     lookalikes: list[str]
-    # Whether the writer's personal model changed the answer.
+    # Whether the writer's personal model changed the answer or what it offers.
     personal: bool
 
     @property
@@ -65,8 +65,8 @@ def predict_drawing(
     started = time.perf_counter()
     glyph = _glyph(image)
     loaded = active_model.get()
-    probabilities, personal = _probabilities(glyph, loaded=loaded, writer=writer)
-    probabilities = context_restrict(probabilities, classes)
+    answer = _answer(glyph, loaded=loaded, writer=writer)
+    probabilities = context_restrict(answer.probabilities, classes)
     latency_ms = (time.perf_counter() - started) * 1000.0
 
     top = _top(probabilities, classes=classes)
@@ -93,14 +93,16 @@ def predict_drawing(
         latency_ms=latency_ms,
     )
     _store(sample=sample, png=stored_png, prediction=prediction)
+    pairs = lookalike_pairs(loaded.version_id)
+    lookalikes = lookalikes_of(probabilities, pairs, answer.taught)
     return PredictionOutcome(
         sample=sample,
         prediction=prediction,
         top=top,
         preview_png=encode_png(Image.fromarray(glyph, mode="L")),
         model_version_number=loaded.number,
-        lookalikes=lookalikes_of(probabilities, lookalike_pairs(loaded.version_id)),
-        personal=personal,
+        lookalikes=lookalikes,
+        personal=answer.shaped or lookalikes != lookalikes_of(probabilities, pairs),
     )
 
 
@@ -111,17 +113,14 @@ def _glyph(image: Image.Image) -> np.ndarray:
         raise DrawingError("blank", f"The drawing is blank: {error}") from None
 
 
-def _probabilities(
-    glyph: np.ndarray, *, loaded: LoadedModel, writer: Writer | None
-) -> tuple[np.ndarray, bool]:
-    """The class probabilities, through the writer's personal model when they have one, and
-    whether it changed the answer."""
+def _answer(glyph: np.ndarray, *, loaded: LoadedModel, writer: Writer | None) -> PersonalAnswer:
+    """Through the writer's personal model when they have one, else the shared model's."""
     prototypes = writer and writers_services.personal_model_use(
         writer_key=writer.key, loaded=loaded
     )
     if prototypes:
         return personal_proba(loaded.model, glyph, prototypes)
-    return loaded.predict_proba(glyph[np.newaxis])[0], False
+    return PersonalAnswer(loaded.predict_proba(glyph[np.newaxis])[0], False, frozenset())
 
 
 def _top(probabilities: np.ndarray, *, classes: str) -> list[dict]:

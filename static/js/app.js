@@ -207,7 +207,7 @@ function showPrediction(answer) {
     button.setAttribute("aria-pressed", "false");
   }
   document.getElementById("personal-badge").hidden = !answer.personal;
-  showLookalikes(answer.lookalikes);
+  showLookalikes(answer.lookalikes, answer.personal);
   result.hidden = false;
 }
 
@@ -225,10 +225,12 @@ function restoreMode() {
   if (input) input.checked = true;
 }
 
-// Two close guesses of one shape (0 or o?) are asked about instead of one confident guess.
-function showLookalikes(labels) {
+// Two close guesses of one shape (0 or o?), or a guess this writer corrected to
+// something else before, are asked about instead of one confident guess.
+function showLookalikes(labels, personal) {
   const asking = labels.length > 1;
   document.getElementById("lookalikes").hidden = !asking;
+  document.getElementById("lookalike-personal").hidden = !personal;
   document.getElementById("guess-main").hidden = asking;
   if (!asking) return;
   document.getElementById("lookalike-question").textContent =
