@@ -134,23 +134,31 @@ def _read(cursor, sql: str, params, starts: dict[str, float]) -> list[tuple]:
         return cursor.fetchall()
     rows = []
     for label, start in starts.items():
-        cursor.execute(sql, [label if p == _LABEL else start if p == _START else p for p in params])
+        cursor.execute(sql, _bind(params, label=label, start=start))
         rows += cursor.fetchall()
     return rows
+
+
+def _bind(params, *, label, start) -> list:
+    """The window query's parameters with its class stand-ins replaced."""
+    return [label if p == _LABEL else start if p == _START else p for p in params]
+
+
+class _Column(str):
+    """A column of the LATERAL join's row per class, written in a stand-in's place."""
 
 
 def _lateral(sql: str, params, starts: dict[str, float]) -> tuple[str, list]:
     """``sql`` run once per class: its stand-ins become the columns of a row per class."""
     pieces = _PLACEHOLDER.split(sql)
+    bound = _bind(params, label=_Column("class_window.label"), start=_Column("class_window.start"))
     inner, kept = [pieces[0]], []
-    for param, piece in zip(params, pieces[1:], strict=True):
-        if param == _LABEL:
-            inner.append("class_window.label")
-        elif param == _START:
-            inner.append("class_window.start")
+    for value, piece in zip(bound, pieces[1:], strict=True):
+        if isinstance(value, _Column):
+            inner.append(value)
         else:
             inner.append("%s")
-            kept.append(param)
+            kept.append(value)
         inner.append(piece)
     return (
         "SELECT chosen.* FROM unnest(%s::text[], %s::float8[]) AS class_window(label, start) "
