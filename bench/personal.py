@@ -175,6 +175,17 @@ def ceiling(writers: list[list[tuple]]) -> None:
     )
 
 
+def _memory_of(rows: list[tuple]):
+    """The writer's personal model once they have labelled every first drawing."""
+    from training.classes import CLASSES
+    from writers.prototypes import Prototypes
+
+    memory = Prototypes.empty()
+    for label, row, *_ in rows:
+        memory = memory.with_row(row, CLASSES[label])
+    return memory
+
+
 def tune(writers: list[list[tuple]], bias: np.ndarray) -> None:
     from training.classes import CLASSES
     from writers import prototypes as personal
@@ -240,9 +251,7 @@ def tune_taught_floor(writers: list[list[tuple]], served) -> None:
         lookalikes.TAUGHT_FLOOR = floor if floor is not None else 2.0  # None: never
         counts = np.zeros(4)  # corrected drawn, corrected right or offered, asked right, all
         for rows in writers:
-            memory = personal.Prototypes.empty()
-            for label, row, *_ in rows:
-                memory = memory.with_row(row, CLASSES[label])
+            memory = _memory_of(rows)
             taught = personal.taught(served, memory, bias)
             for label, _, _, first_logits, hidden, logits in rows:
                 probabilities = personal.softmax(logits + memory.bonus(hidden, bias))
@@ -262,13 +271,10 @@ def tune_taught_floor(writers: list[list[tuple]], served) -> None:
 def misses(writers: list[list[tuple]], drawings: dict, bias: np.ndarray, path: Path) -> None:
     """The corrected classes whose second drawing the writer's memory still misreads."""
     from training.classes import CLASSES
-    from writers import prototypes as personal
 
     entries, corrected = [], 0
     for by_label, rows in zip(drawings.values(), writers, strict=True):
-        memory = personal.Prototypes.empty()
-        for label, row, *_ in rows:
-            memory = memory.with_row(row, CLASSES[label])
+        memory = _memory_of(rows)
         for (first, second), (label, _, _, first_logits, hidden, logits) in zip(
             by_label.values(), rows, strict=True
         ):
