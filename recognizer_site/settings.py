@@ -267,6 +267,11 @@ CELERY_BEAT_SCHEDULE = {
         "task": "training.prune_versions",
         "schedule": env.float("PRUNE_VERSIONS_INTERVAL", default=3600.0),
     },
+    # Expired browser sessions, and the personal models of ended ones (writers/services.py).
+    "expire-sessions": {
+        "task": "writers.expire_sessions",
+        "schedule": env.float("SESSION_EXPIRY_INTERVAL", default=3600.0),
+    },
 }
 # Model versions whose weights files pruning keeps whatever their status (the newest);
 # older retired and rejected ones lose their files (see `manage.py prune_versions`).

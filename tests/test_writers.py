@@ -1,11 +1,14 @@
 """Context, look-alikes and personal models through the real API, with real PNGs."""
 
 import base64
+import time
 
 import numpy as np
 import pytest
 import torch
 from django.contrib.auth.models import User
+from django.contrib.sessions.models import Session
+from django.utils import timezone
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
@@ -14,6 +17,7 @@ from recognition.models import Sample
 from training import nn, registry
 from training.classes import DIGITS, LETTERS
 from training.serving import active_model
+from writers import services as writers_services
 from writers.models import PersonalModel
 from writers.prototypes import MAX_PROTOTYPES, Prototypes, drawn
 
@@ -276,6 +280,53 @@ def test_delete_me_forgets_the_writers_handwriting(default_model):
     assert page.delete("/api/writers/me/").json() == {"forgotten": True}
     assert predict(page, png, source="page")["personal"] is False
     assert APIClient().delete("/api/writers/me/").json() == {"forgotten": False}
+
+
+def session_writer_who_taught() -> tuple[APIClient, str]:
+    """A page writer with a personal model, and their session key."""
+    page = page_client()
+    answer = predict(page, draw_png(SEVEN), source="page")
+    correct(page, answer["sample"], "7", source="page")
+    return page, Sample.objects.get(pk=answer["sample"]).session_key
+
+
+def test_ended_sessions_lose_their_personal_models(default_model):
+    (_, expired), (_, gone), (live_page, live) = (session_writer_who_taught() for _ in range(3))
+    Session.objects.filter(session_key=expired).update(expire_date=timezone.now())
+    Session.objects.filter(session_key=gone).delete()  # logged out, or replaced at login
+    app = token_client(User.objects.create_user("app"))
+    correct(app, predict(app, draw_png(ONE), writer="w1")["sample"], "1")
+
+    assert writers_services.sessions_expire() == 2
+    assert set(PersonalModel.objects.values_list("writer", flat=True)) == {
+        f"session:{live}",
+        f"token:{User.objects.get().pk}:w1",
+    }
+    assert not Session.objects.filter(session_key=expired).exists()  # clearsessions too
+    assert predict(live_page, draw_png(SEVEN), source="page")["personal"] is True
+    assert writers_services.sessions_expire() == 0
+
+
+def test_sessions_kept_elsewhere_cannot_be_looked_up_so_no_model_goes(default_model, settings):
+    _, key = session_writer_who_taught()
+    Session.objects.filter(session_key=key).delete()
+    settings.SESSION_ENGINE = "django.contrib.sessions.backends.signed_cookies"
+    assert writers_services.sessions_expire() == 0
+    assert PersonalModel.objects.filter(writer=f"session:{key}").exists()
+
+
+@pytest.mark.celery
+@pytest.mark.django_db(transaction=True)
+def test_a_real_worker_expires_ended_sessions_on_its_schedule(default_model, start_worker):
+    _, expired = session_writer_who_taught()
+    _, live = session_writer_who_taught()
+    Session.objects.filter(session_key=expired).update(expire_date=timezone.now())
+    start_worker(beat=True, SESSION_EXPIRY_INTERVAL=1)
+    deadline = time.monotonic() + 30
+    while PersonalModel.objects.filter(writer=f"session:{expired}").exists():
+        assert time.monotonic() < deadline, "the ended session's personal model is still there"
+        time.sleep(0.2)
+    assert PersonalModel.objects.filter(writer=f"session:{live}").exists()
 
 
 def test_confirmations_and_recorrections_replace_the_samples_row(default_model):

@@ -3,6 +3,8 @@
 from dataclasses import dataclass
 
 WRITER_NAME_MAX_LENGTH = 64
+# A browser session's writer key is this and the session key.
+SESSION_WRITER = "session:"
 
 
 @dataclass(frozen=True)
@@ -22,5 +24,5 @@ def writer_of(*, user, by_token: bool, name: str = "", session_key: str = "") ->
             return Writer(key=f"token:{user.pk}:{name}", user=user)
         return Writer(key=f"user:{user.pk}", user=user)
     if session_key:
-        return Writer(key=f"session:{session_key}", user=None)
+        return Writer(key=SESSION_WRITER + session_key, user=None)
     return None

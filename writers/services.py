@@ -1,7 +1,9 @@
 """The only writers of personal models: learn a label, use (and rebuild), reset."""
 
 from datetime import timedelta
+from importlib import import_module
 
+from django.conf import settings
 from django.db import transaction
 from django.db.models import QuerySet
 from django.utils import timezone
@@ -10,11 +12,18 @@ from recognition import selectors as recognition_selectors
 from training.registry import NoActiveModel
 from training.serving import LoadedModel, active_model
 
+from . import selectors
 from .models import PersonalModel
 from .prototypes import MAX_PROTOTYPES, Prototypes, drawn
 
 # A prediction records its use at most this often: a write per drawing would cost more.
 LAST_USED_RESOLUTION = timedelta(minutes=1)
+# Ended sessions' personal models are deleted this many at a time: short transactions.
+EXPIRY_BATCH = 1000
+DATABASE_SESSION_ENGINES = (
+    "django.contrib.sessions.backends.db",
+    "django.contrib.sessions.backends.cached_db",
+)
 
 
 def personal_model_learn(*, sample, label: str) -> PersonalModel | None:
@@ -68,6 +77,24 @@ def personal_model_use(*, writer_key: str, loaded: LoadedModel) -> Prototypes | 
 def personal_models_reset(*, personal_models: QuerySet[PersonalModel]) -> int:
     """Forget these writers' handwriting: their next drawings get the shared model's answer."""
     deleted, _ = personal_models.delete()
+    return deleted
+
+
+def sessions_expire() -> int:
+    """Clear expired browser sessions (Django's ``clearsessions``) and delete the personal
+    models of every session that has ended; returns how many models went.
+
+    Only sessions kept in the database can be looked up; with another engine the
+    personal models stay.
+    """
+    import_module(settings.SESSION_ENGINE).SessionStore.clear_expired()
+    if settings.SESSION_ENGINE not in DATABASE_SESSION_ENGINES:
+        return 0
+    deleted = 0
+    while batch := list(
+        selectors.personal_models_of_ended_sessions().values_list("pk", flat=True)[:EXPIRY_BATCH]
+    ):
+        deleted += personal_models_reset(personal_models=PersonalModel.objects.filter(pk__in=batch))
     return deleted
 
 
