@@ -2,6 +2,7 @@
 
 import base64
 import io
+import re
 
 import numpy as np
 import pytest
@@ -399,5 +400,8 @@ def test_schema_and_offline_swagger(client, db):
     assert b"/api/predictions/" in schema.content
     docs = client.get("/api/docs/")
     assert docs.status_code == 200
-    assert b"cdn" not in docs.content.lower()
+    # Swagger UI from this server's static files, none from a CDN (this machine has no
+    # internet); the page's random CSRF token may spell anything, so read its URLs only.
+    urls = re.findall(r'(?:src|href)="([^"]+)"', docs.content.decode())
+    assert urls and all(url.startswith("/static/drf_spectacular_sidecar/") for url in urls), urls
     call_command("spectacular", "--validate", "--fail-on-warn", "--file", "/dev/null")
