@@ -90,10 +90,11 @@ def sessions_expire() -> int:
     import_module(settings.SESSION_ENGINE).SessionStore.clear_expired()
     if settings.SESSION_ENGINE not in DATABASE_SESSION_ENGINES:
         return 0
-    deleted = 0
-    while batch := list(
-        selectors.personal_models_of_ended_sessions().values_list("pk", flat=True)[:EXPIRY_BATCH]
-    ):
+    ended = selectors.personal_models_of_ended_sessions().order_by("pk")
+    deleted, after = 0, 0
+    # Each batch reads on from the last one's end: every model is looked at once.
+    while batch := list(ended.filter(pk__gt=after).values_list("pk", flat=True)[:EXPIRY_BATCH]):
+        after = batch[-1]
         deleted += personal_models_reset(personal_models=PersonalModel.objects.filter(pk__in=batch))
     return deleted
 
