@@ -226,8 +226,7 @@ def tune(writers: list[list[tuple]], bias: np.ndarray) -> None:
         "at most 1 point and the other classes not down; then most right second drawings): "
         f"threshold {threshold}, gain {gain:.0f}"
     )
-    personal.THRESHOLD, personal.GAIN = threshold, gain
-    return threshold, gain
+    personal.THRESHOLD, personal.GAIN = threshold, gain  # for the taught floor's tuning
 
 
 def tune_taught_floor(writers: list[list[tuple]], served) -> None:

@@ -51,6 +51,7 @@ def fill(models: int) -> None:
     from django.db import connection
     from django.utils import timezone
 
+    from writers.identity import SESSION_WRITER
     from writers.models import PersonalModel
 
     now = timezone.now()
@@ -68,7 +69,10 @@ def fill(models: int) -> None:
     Session.objects.bulk_create(sessions, batch_size=BATCH)
     row = bytes(512)  # one float16 row of 256 features
     personal = [
-        *(PersonalModel(writer=f"session:{key}", features=row, labels="a") for key in writer_keys),
+        *(
+            PersonalModel(writer=SESSION_WRITER + key, features=row, labels="a")
+            for key in writer_keys
+        ),
         *(
             PersonalModel(writer=f"token:1:end-user-{i}", features=row, labels="a")
             for i in range(models // 10)

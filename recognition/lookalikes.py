@@ -82,6 +82,8 @@ def lookalikes_of(
     offered = []
     for rank, index in enumerate(best_first[1:], start=1):
         label, probability = CLASSES[index], probabilities[index]
+        if rank > 3 and probability < TAUGHT_FLOOR:
+            break  # best first: nothing further down can be offered
         close_lookalike = (
             rank <= 3
             and probability > 0

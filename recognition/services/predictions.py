@@ -102,7 +102,8 @@ def predict_drawing(
         preview_png=encode_png(Image.fromarray(glyph, mode="L")),
         model_version_number=loaded.number,
         lookalikes=lookalikes,
-        personal=answer.shaped or lookalikes != lookalikes_of(probabilities, pairs),
+        personal=answer.shaped
+        or (bool(answer.taught) and lookalikes != lookalikes_of(probabilities, pairs)),
     )
 
 
