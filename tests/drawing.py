@@ -32,6 +32,7 @@ def draw_png(
     return buffer.getvalue()
 
 
-ONE = [[(140, 50), (140, 230)]]
+# A 1 with its flag, as most people write it: a bare bar reads as much as an l or an i.
+ONE = [[(110, 80), (140, 50), (140, 230)]]
 SEVEN = [[(80, 60), (200, 60), (120, 230)]]
 ZERO = [[(140 + 60 * np.sin(t), 140 - 90 * np.cos(t)) for t in np.linspace(0, 2 * np.pi, 40)]]

@@ -21,6 +21,7 @@ SHAPES = {
         np.array([[0, 0], [0, 2]], np.float32),
         np.array([[1, 0.8], [0, 1.4], [1, 2]], np.float32),
     ],
+    "p": [np.array([[0, 2], [0, 0]], np.float32), ellipse(0.35, 0.35, 0.35, 0.35)],
 }
 
 
@@ -70,13 +71,29 @@ def test_thin_lines_do_not_fade_and_fat_lines_do_not_swell():
         assert 50 < ink < 140, ink  # a 2-3 px stroke along the seven's length
 
 
-@pytest.mark.parametrize("shape", list(SHAPES))
+# A 36 px pen on a 100 px canvas fills the eight's and the p's loops and the k's fork.
+@pytest.mark.parametrize("shape", ["o", "seven"])
 def test_a_wide_pen_keeps_the_glyphs_proportions(shape):
     # A wide pen's skeleton is shorter inside the same box: re-inked at a fixed
     # radius its glyph came out bolder and rounder (an "o" with a third more ink).
     thin = (drawn(shape, canvas=560, width=2) > 128).sum()
     wide = (drawn(shape, canvas=100, width=36) > 128).sum()
     assert abs(wide / thin - 1) < 0.15, (thin, wide)
+
+
+def thickest(glyph: np.ndarray) -> float:
+    """The radius in pixels of the largest disc of ink in the glyph."""
+    return float(ndimage.distance_transform_edt(glyph > 128).max())
+
+
+def test_a_bowl_a_fat_pen_fills_stays_a_bowl():
+    # Its skeleton is a stub: re-inked alone, a filled "p" would read as a bent line.
+    filled = drawn("p", canvas=100, width=36)
+    assert holes(filled) == 0
+    assert thickest(filled) >= 3
+    open_bowl = drawn("p", canvas=560, width=2)
+    assert holes(open_bowl) == 1
+    assert thickest(open_bowl) <= 2
 
 
 @pytest.mark.parametrize("width", [2, 18, 36])

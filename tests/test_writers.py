@@ -208,7 +208,7 @@ def test_an_answer_the_writer_corrected_before_offers_their_label_beside_it(defa
     assert first["label"] == "7"
     correct(page, first["sample"], "1", source="page")
 
-    short_bar = draw_png([[(120, 60), (160, 60), (140, 230)]], width=8)
+    short_bar = draw_png([[(110, 60), (160, 60), (130, 230)]], width=10)
     theirs = predict(stranger, short_bar, source="page")
     probabilities = {entry["label"]: entry["probability"] for entry in theirs["top"]}
     assert theirs["label"] == "7" and probabilities.get("1", 0) >= TAUGHT_FLOOR, theirs["top"]

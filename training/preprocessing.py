@@ -16,7 +16,7 @@ from skimage.morphology import skeletonize
 
 GLYPH_SIZE = 28
 # Bumped whenever the glyphs change, so cached preprocessed datasets are rebuilt.
-PREPROCESSING_VERSION = "stroke-width-2"
+PREPROCESSING_VERSION = "stroke-width-3"
 BOX_SIZE = 20
 # Strokes are normalised with the glyph's longer side at this many pixels: enough
 # to resolve a skeleton, small enough to stay cheap.
@@ -26,6 +26,11 @@ STROKE_SIZE = 64
 STROKE_RADIUS = 4
 # Share of the glyph's peak ink that counts as stroke when taking the skeleton.
 STROKE_LEVEL = 0.5
+# A pen this many pixels (at STROKE_SIZE) wider than the canonical one is fat
+# enough to fill bowls that the skeleton alone would lose.
+FAT_PEN_MARGIN = 1.0
+# Ink this many times deeper than the pen's half-width is a filled bowl, not a stroke.
+FILLED_DEPTH = 1.3
 # Ink contrast (0-255 above the background) below which a pixel is paper.
 INK_THRESHOLD = 40
 # Connected pieces of ink holding less than this share of all ink are specks.
@@ -135,6 +140,8 @@ def normalise_stroke_width(ink: np.ndarray) -> np.ndarray:
     A canvas can be drawn with any pen: thin lines would fade to faint traces in the
     20 px box and fat ones fill the counters of a, e, o. The skeleton keeps the
     shape and its holes; re-inking it gives every glyph, from any source, one width.
+    Where a fat pen has filled a bowl outright, the ink is kept, thinned by as much
+    as the pen is wider than the canonical one.
     """
     height, width = ink.shape
     factor = max(height, width) // STROKE_SIZE
@@ -161,7 +168,17 @@ def normalise_stroke_width(ink: np.ndarray) -> np.ndarray:
     radius = STROKE_RADIUS * min(1.0, extent / STROKE_SIZE)
     distance = ndimage.distance_transform_edt(~skeleton)
     # Coverage of a round pen of that radius centred on the skeleton.
-    return np.clip(radius + 0.5 - distance, 0.0, 1.0).astype(np.float32)
+    glyph = np.clip(radius + 0.5 - distance, 0.0, 1.0)
+    # A fat pen fills the bowls of p, g, 8, whose skeleton is then a stub: the ink
+    # thinned by the pen's excess width keeps them (on even strokes it is the re-inking).
+    depth = ndimage.distance_transform_edt(mask)
+    pen = float(np.median(depth[skeleton]))
+    deep = depth >= FILLED_DEPTH * pen
+    if pen > radius + FAT_PEN_MARGIN and deep.any():
+        filled = ndimage.distance_transform_edt(~deep) <= FILLED_DEPTH * pen + 1
+        thinned = np.clip(depth - (pen - radius) + 0.5, 0.0, 1.0)
+        glyph = np.maximum(glyph, np.where(filled, thinned, 0.0))
+    return glyph.astype(np.float32)
 
 
 def preprocess_image(image: Image.Image) -> np.ndarray:
