@@ -68,6 +68,13 @@ def relabel_of(sample: Sample) -> str:
     return next(label for label in "l1i" if label != sample.predicted_label)
 
 
+def correct_the_one(samples: dict[str, Sample]) -> str:
+    """A teacher corrects the drawn 1 to another label it could be; returns that label."""
+    label = relabel_of(samples["one"])
+    services.correct_sample(sample=samples["one"], label=label, source="api", author=teacher())
+    return label
+
+
 def act(client, url, action, samples, **extra):
     return client.post(
         url,
@@ -277,9 +284,7 @@ def test_retrain_now_queues_one_run_for_pending_corrections(mod_client, samples)
     assert "No correction is waiting" in response.content.decode()
     assert not TrainingRun.objects.exists()
 
-    services.correct_sample(
-        sample=samples["one"], label=relabel_of(samples["one"]), source="api", author=teacher()
-    )
+    correct_the_one(samples)
     TrainingRun.objects.all().delete()  # as if the run that took it had failed
     response = act(mod_client, SAMPLES, "retrain", [samples["one"]])
     run = TrainingRun.objects.get()
@@ -288,9 +293,7 @@ def test_retrain_now_queues_one_run_for_pending_corrections(mod_client, samples)
 
 
 def test_dashboard_retrain_button_needs_no_selection(mod_client, samples):
-    services.correct_sample(
-        sample=samples["one"], label=relabel_of(samples["one"]), source="api", author=teacher()
-    )
+    correct_the_one(samples)
     TrainingRun.objects.all().delete()
     dashboard = mod_client.get(f"{SAMPLES}dashboard/").content.decode()
     assert f'action="{SAMPLES}retrain/"' in dashboard
@@ -305,9 +308,7 @@ def test_retrain_button_is_for_moderators_only(client, samples):
     viewer = User.objects.create_user("viewer", password="pw-for-tests-only", is_staff=True)
     viewer.user_permissions.add(Permission.objects.get(codename="view_sample"))
     client.force_login(viewer)
-    services.correct_sample(
-        sample=samples["one"], label=relabel_of(samples["one"]), source="api", author=teacher()
-    )
+    correct_the_one(samples)
     TrainingRun.objects.all().delete()
     assert "Retrain now" not in client.get(f"{SAMPLES}dashboard/").content.decode()
     assert client.post(f"{SAMPLES}retrain/").status_code == 403
@@ -331,13 +332,10 @@ def test_review_queue_puts_disputed_and_least_confident_first(mod_client, sample
 
 
 def test_search_by_id_and_by_label(mod_client, samples):
-    services.correct_sample(
-        sample=samples["one"], label=relabel_of(samples["one"]), source="api", author=teacher()
-    )
+    label = correct_the_one(samples)
     assert changelist_ids(mod_client.get(f"{SAMPLES}?q={samples['zero'].pk}")) == [
         samples["zero"].pk
     ]
-    label = relabel_of(samples["one"])
     assert changelist_ids(mod_client.get(f"{SAMPLES}?q={label}")) == [samples["one"].pk]
     assert changelist_ids(mod_client.get(f"{SAMPLES}?q=nothing")) == []
 

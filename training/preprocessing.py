@@ -173,8 +173,10 @@ def normalise_stroke_width(ink: np.ndarray) -> np.ndarray:
     # thinned by the pen's excess width keeps them (on even strokes it is the re-inking).
     depth = ndimage.distance_transform_edt(mask)
     pen = float(np.median(depth[skeleton]))
+    if pen <= radius + FAT_PEN_MARGIN:
+        return glyph.astype(np.float32)
     deep = depth >= FILLED_DEPTH * pen
-    if pen > radius + FAT_PEN_MARGIN and deep.any():
+    if deep.any():
         filled = ndimage.distance_transform_edt(~deep) <= FILLED_DEPTH * pen + 1
         thinned = np.clip(depth - (pen - radius) + 0.5, 0.0, 1.0)
         glyph = np.maximum(glyph, np.where(filled, thinned, 0.0))
