@@ -1,5 +1,6 @@
 """The CNN and its plumbing, with no Django."""
 
+import io
 from pathlib import Path
 
 import numpy as np
@@ -162,3 +163,27 @@ def test_default_epochs_show_the_same_number_of_images_whatever_the_data():
     assert pretraining.default_epochs(mnist_and_handwriting) == 20
     assert pretraining.default_epochs(mnist_and_emnist) == 8
     assert pretraining.default_epochs(10_000_000) == 1
+
+
+def test_replay_anchors_come_evenly_from_each_source_whatever_its_size():
+    def source(ink: int, per_class: int, classes: range) -> GlyphData:
+        labels = np.repeat(np.array(classes), per_class)
+        glyphs = np.full((len(labels), 28, 28), ink, np.uint8)
+        return GlyphData(glyphs, labels, [f"{ink}/{i}" for i in range(len(labels))])
+
+    # Pen strokes drawn twice outnumber the images ten to one, and only they have letters.
+    strokes, images = source(200, 500, range(NUM_CLASSES)), source(100, 50, range(10))
+    few = source(50, 3, range(1))  # three glyphs of "0": all of them, the rest from others
+    heldout = source(10, 60, range(NUM_CLASSES))
+    anchors = np.load(io.BytesIO(pretraining.anchor_set([strokes, images, few], heldout, seed=0)))
+
+    ink, labels = anchors["anchor_glyphs"][:, 0, 0], anchors["anchor_labels"]
+    per_class = pretraining.ANCHORS_PER_CLASS
+    assert np.bincount(labels, minlength=NUM_CLASSES).tolist() == [per_class] * NUM_CLASSES
+    zeros, ones, letters = ink[labels == 0], ink[labels == 1], ink[labels == NUM_CLASSES - 1]
+    assert (zeros == 50).sum() == 3
+    assert abs(int((zeros == 200).sum()) - int((zeros == 100).sum())) <= 1
+    assert (ones == 200).sum() == (ones == 100).sum() == per_class // 2
+    assert set(letters) == {200}
+    assert np.bincount(anchors["eval_labels"]).tolist() == [per_class] * NUM_CLASSES
+    assert set(anchors["eval_glyphs"][:, 0, 0]) == {10}

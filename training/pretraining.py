@@ -259,25 +259,33 @@ def report(model: torch.nn.Module, eval_sets: dict[str, GlyphData]) -> dict:
     return sets
 
 
-def anchor_set(train: GlyphData, heldout: GlyphData, *, seed: int) -> bytes:
-    """npz bytes: class-balanced replay anchors from training data, and the fixed evaluation set.
+def anchor_set(train: list[GlyphData], heldout: GlyphData, *, seed: int) -> bytes:
+    """npz bytes: replay anchors from each training source, and the fixed evaluation set.
 
-    The evaluation glyphs come from held-out data only, so the fine-tune gate
-    never judges on what any version trained on.
+    Each class's anchors come from the training sources in turn, so a source that
+    fills most of the training mix (pen strokes drawn several times over) does not
+    fill the replay set too. The evaluation glyphs come from held-out data only, so
+    the fine-tune gate never judges on what any version trained on.
     """
     rng = np.random.default_rng(seed)
 
-    def balanced(data: GlyphData) -> tuple[np.ndarray, np.ndarray]:
-        picks = [
-            rng.choice(members, size=min(ANCHORS_PER_CLASS, len(members)), replace=False)
-            for label in range(NUM_CLASSES)
-            if len(members := np.flatnonzero(data.labels == label))
-        ]
-        index = np.sort(np.concatenate(picks)) if picks else np.zeros(0, np.int64)
-        return data.glyphs[index], data.labels[index]
+    def evenly_from(parts: list[GlyphData]) -> tuple[np.ndarray, np.ndarray]:
+        glyphs, labels = [np.zeros((0, 28, 28), np.uint8)], [np.zeros(0, np.int64)]
+        for label in range(NUM_CLASSES):
+            queues = [rng.permutation(np.flatnonzero(part.labels == label)) for part in parts]
+            # Round robin: every source's k-th glyph before any source's (k+1)-th.
+            turns = [
+                (part, members[k])
+                for k in range(ANCHORS_PER_CLASS)
+                for part, members in zip(parts, queues, strict=True)
+                if k < len(members)
+            ][:ANCHORS_PER_CLASS]
+            glyphs += [part.glyphs[index][None] for part, index in turns]
+            labels.append(np.full(len(turns), label, np.int64))
+        return np.concatenate(glyphs), np.concatenate(labels)
 
-    anchor_glyphs, anchor_labels = balanced(train)
-    eval_glyphs, eval_labels = balanced(heldout)
+    anchor_glyphs, anchor_labels = evenly_from(train)
+    eval_glyphs, eval_labels = evenly_from([heldout])
     buffer = io.BytesIO()
     np.savez_compressed(
         buffer,

@@ -68,7 +68,7 @@ class Command(BaseCommand):
             precision=precision,
             duration=duration,
         )
-        anchors = pretraining.anchor_set(train, heldout, seed=options["seed"])
+        anchors = pretraining.anchor_set(sources.train, heldout, seed=options["seed"])
         has_active = ModelVersion.objects.filter(status=ModelVersion.Status.ACTIVE).exists()
         activate = options["activate"] or not (options["no_activate"] or has_active)
         version = registry.version_create(
