@@ -62,8 +62,16 @@ def training_precision(requested: str = "auto", device: str = "cpu") -> str:
         return "bf16" if torch.cuda.is_bf16_supported(including_emulation=False) else "fp16"
     if device == "mps":
         return "fp16"
-    # PyTorch's own test of oneDNN bf16 support; there is no public one.
-    return "bf16" if torch.ops.mkldnn._is_mkldnn_bf16_supported() else "fp32"
+    return "bf16" if cpu_computes_bf16() else "fp32"
+
+
+def cpu_computes_bf16() -> bool:
+    """Whether this CPU has bf16 instructions (AVX512-BF16 or AMX).
+
+    oneDNN also runs bf16 on plain AVX512 by converting, at nearly twice the time
+    of float32 a step. PyTorch has no public test of either; these are its own.
+    """
+    return torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()
 
 
 class MixedPrecision:
