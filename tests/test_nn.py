@@ -191,3 +191,9 @@ def test_replay_anchors_come_evenly_from_each_source_whatever_its_size():
     assert set(letters) == {200}
     assert np.bincount(anchors["eval_labels"]).tolist() == [per_class] * NUM_CLASSES
     assert set(anchors["eval_glyphs"][:, 0, 0]) == {10}
+    heldout.glyphs[:] = np.arange(len(heldout))[:, None, None] % 251
+    fixed_sets = [
+        np.load(io.BytesIO(pretraining.anchor_set(mix, heldout, seed=0)))["eval_glyphs"]
+        for mix in ([strokes, images, few], [images])
+    ]
+    assert np.array_equal(*fixed_sets)  # the gate's glyphs do not move with the training mix

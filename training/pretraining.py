@@ -275,9 +275,8 @@ def anchor_set(train: list[GlyphData], heldout: GlyphData, *, seed: int) -> byte
     fill the replay set too. The evaluation glyphs come from held-out data only, so
     the fine-tune gate never judges on what any version trained on.
     """
-    rng = np.random.default_rng(seed)
 
-    def evenly_from(parts: list[GlyphData]) -> tuple[np.ndarray, np.ndarray]:
+    def evenly_from(parts: list[GlyphData], rng) -> tuple[np.ndarray, np.ndarray]:
         glyphs, labels = [np.zeros((0, 28, 28), np.uint8)], [np.zeros(0, np.int64)]
         for label in range(NUM_CLASSES):
             queues = [rng.permutation(np.flatnonzero(part.labels == label)) for part in parts]
@@ -292,8 +291,9 @@ def anchor_set(train: list[GlyphData], heldout: GlyphData, *, seed: int) -> byte
             labels.append(np.full(len(turns), label, np.int64))
         return np.concatenate(glyphs), np.concatenate(labels)
 
-    anchor_glyphs, anchor_labels = evenly_from(train)
-    eval_glyphs, eval_labels = evenly_from([heldout])
+    anchor_glyphs, anchor_labels = evenly_from(train, np.random.default_rng([seed, 0]))
+    # Its own generator: the glyphs the gate judges on do not change with the training mix.
+    eval_glyphs, eval_labels = evenly_from([heldout], np.random.default_rng([seed, 1]))
     buffer = io.BytesIO()
     np.savez_compressed(
         buffer,
