@@ -186,7 +186,8 @@ def _memory_of(rows: list[tuple]):
     return memory
 
 
-def tune(writers: list[list[tuple]], bias: np.ndarray) -> None:
+def tune(writers: list[list[tuple]], bias: np.ndarray) -> dict[str, float]:
+    """The chosen threshold and gain, as keyword arguments of ``Prototypes.bonus``."""
     from training.classes import CLASSES
     from writers import prototypes as personal
 
@@ -194,7 +195,7 @@ def tune(writers: list[list[tuple]], bias: np.ndarray) -> None:
     results = []
     for threshold in (0.6, 0.65, 0.7, 0.75, 0.8):
         for gain in (8.0, 16.0, 32.0, 48.0):
-            personal.THRESHOLD, personal.GAIN = threshold, gain
+            setting = {"threshold": threshold, "gain": gain}
             # Drawn, right before, right after: first pass, corrected classes, the others.
             counts = np.zeros((3, 3))
             for rows in writers:
@@ -202,12 +203,12 @@ def tune(writers: list[list[tuple]], bias: np.ndarray) -> None:
                 # the first pass meets a memory of the classes drawn so far.
                 memory = personal.Prototypes.empty()
                 for label, row, hidden, logits, _, _ in rows:
-                    after = (logits + memory.bonus(hidden, bias)).argmax()
+                    after = (logits + memory.bonus(hidden, bias, **setting)).argmax()
                     counts[0] += (1, logits.argmax() == label, after == label)
                     memory = memory.with_row(row, CLASSES[label])
                 for label, _, _, first_logits, hidden, logits in rows:
                     group = 1 if first_logits.argmax() != label else 2
-                    after = (logits + memory.bonus(hidden, bias)).argmax()
+                    after = (logits + memory.bonus(hidden, bias, **setting)).argmax()
                     counts[group] += (1, logits.argmax() == label, after == label)
             first, corrected, others = (counts[:, 1:].T / counts[:, 0]).T
             second = counts[1:, 2].sum() / counts[1:, 0].sum()
@@ -226,10 +227,10 @@ def tune(writers: list[list[tuple]], bias: np.ndarray) -> None:
         "at most 1 point and the other classes not down; then most right second drawings): "
         f"threshold {threshold}, gain {gain:.0f}"
     )
-    personal.THRESHOLD, personal.GAIN = threshold, gain  # for the taught floor's tuning
+    return {"threshold": threshold, "gain": gain}
 
 
-def tune_taught_floor(writers: list[list[tuple]], served) -> None:
+def tune_taught_floor(writers: list[list[tuple]], served, setting: dict[str, float]) -> None:
     """How much probability a label the writer corrected an answer to needs to be offered
     beside that answer: the most corrected classes right or one tap away, with answers
     that were right anyway asking "x or y?" at most a point more often."""
@@ -247,14 +248,16 @@ def tune_taught_floor(writers: list[list[tuple]], served) -> None:
     print("taught floor   corrected: right or offered   asked on right answers")
     results = []
     for floor in (None, 0.005, 0.01, 0.02, 0.03, 0.05):
-        lookalikes.TAUGHT_FLOOR = floor if floor is not None else 2.0  # None: never
+        taught_floor = floor if floor is not None else 2.0  # None: never
         counts = np.zeros(4)  # corrected drawn, corrected right or offered, asked right, all
         for rows in writers:
             memory = _memory_of(rows)
             taught = personal.taught(served, memory, bias)
             for label, _, _, first_logits, hidden, logits in rows:
-                probabilities = personal.softmax(logits + memory.bonus(hidden, bias))
-                offered = lookalikes.lookalikes_of(probabilities, pairs, taught)
+                probabilities = personal.softmax(logits + memory.bonus(hidden, bias, **setting))
+                offered = lookalikes.lookalikes_of(
+                    probabilities, pairs, taught, taught_floor=taught_floor
+                )
                 right = probabilities.argmax() == label
                 if first_logits.argmax() != label:
                     counts[:2] += (1, right or CLASSES[label] in offered)
@@ -456,8 +459,7 @@ def main():
         elif args.ceiling:
             ceiling(writers)
         else:
-            tune(writers, hidden_bias(served))
-            tune_taught_floor(writers, served)
+            tune_taught_floor(writers, served, tune(writers, hidden_bias(served)))
         return
     deployment = Deployment()
     try:

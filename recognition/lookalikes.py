@@ -71,6 +71,8 @@ def lookalikes_of(
     probabilities: np.ndarray,
     pairs: frozenset[frozenset[str]],
     taught: frozenset[tuple[str, str]] = frozenset(),
+    *,
+    taught_floor: float = TAUGHT_FLOOR,
 ) -> list[str]:
     """The leading guess and the guesses to offer beside it, most probable first; else empty.
 
@@ -82,7 +84,7 @@ def lookalikes_of(
     offered = []
     for rank, index in enumerate(best_first[1:], start=1):
         label, probability = CLASSES[index], probabilities[index]
-        if rank > 3 and probability < TAUGHT_FLOOR:
+        if rank > 3 and probability < taught_floor:
             break  # best first: nothing further down can be offered
         close_lookalike = (
             rank <= 3
@@ -90,6 +92,6 @@ def lookalikes_of(
             and probability >= floor
             and frozenset((leader, label)) in pairs
         )
-        if close_lookalike or (probability >= TAUGHT_FLOOR and (leader, label) in taught):
+        if close_lookalike or (probability >= taught_floor and (leader, label) in taught):
             offered.append(label)
     return [leader, *offered] if offered else []

@@ -88,7 +88,14 @@ class Prototypes:
     def __len__(self) -> int:
         return len(self.labels)
 
-    def bonus(self, hidden: np.ndarray, bias: np.ndarray) -> np.ndarray:
+    def bonus(
+        self,
+        hidden: np.ndarray,
+        bias: np.ndarray,
+        *,
+        threshold: float = THRESHOLD,
+        gain: float = GAIN,
+    ) -> np.ndarray:
         """What each class's logit gains for one drawing's hidden features (D,), under a
         model whose hidden bias is ``bias``: zero far from all."""
         if not len(self):
@@ -97,7 +104,7 @@ class Prototypes:
         similarity = features @ unit(hidden)
         nearest = np.full(NUM_CLASSES, -1.0, np.float32)
         np.maximum.at(nearest, [CLASS_INDEX[label] for label in self.labels], similarity)
-        gains = GAIN * np.clip((nearest - THRESHOLD) / (1.0 - THRESHOLD), 0.0, None)
+        gains = gain * np.clip((nearest - threshold) / (1.0 - threshold), 0.0, None)
         same = np.flatnonzero(similarity >= SAME_DRAWING)
         if len(same):  # the newest label of that drawing
             gains[CLASS_INDEX[self.labels[same[-1]]]] += SAME_DRAWING_GAIN
