@@ -102,7 +102,7 @@ def measure_latency(deployment: Deployment, pool) -> dict:
     authorization = {"Authorization": f"Token {deployment.trusted_token(staff=True)}"}
     used, runs = [], []
     for path, label, _, _ in pool:
-        if len(used) == LATENCY_CORRECTIONS:
+        if sum(outcomes.values()) == LATENCY_CORRECTIONS:
             break
         answer = predict_http(url, path.read_bytes())
         if answer["label"] == CLASSES[label]:
@@ -115,6 +115,10 @@ def measure_latency(deployment: Deployment, pool) -> dict:
             json.dumps({"label": CLASSES[label]}),
             {"Content-Type": "application/json", **authorization},
         )  # fmt: skip
+        if correction["training_run"] is None:
+            # The other web worker still served the version before the one that took
+            # the correction, which reads the drawing right: nothing to learn.
+            continue
         run_id = correction["training_run"]["id"]
         run_path = f"/api/training-runs/{run_id}/"
         # Polled every 50 ms: often enough to time it, rarely enough not to slow the worker.
