@@ -95,7 +95,7 @@ def test_pretraining_in_each_precision_gives_a_float32_servable_model():
     untrained = nn.build_model().state_dict()
     for precision in ("fp32", "bf16", "fp16"):
         model = pretraining.pretrain(
-            data, epochs=1, batch_size=16, lr=1e-3, seed=0, precision=precision, progress=False
+            data, steps=4, batch_size=16, lr=1e-3, seed=0, precision=precision, progress=False
         )
         weights = model.features[0].weight
         assert weights.dtype == torch.float32 and weights.is_contiguous()
@@ -109,6 +109,37 @@ def test_pretraining_in_each_precision_gives_a_float32_servable_model():
         assert not native
     with pytest.raises(ValueError, match="precision"):
         pretraining.training_precision("fp8")
+
+
+def test_a_pytorch_without_its_private_bf16_checks_trains_in_float32(monkeypatch):
+    monkeypatch.delattr(torch.cpu, "_is_avx512_bf16_supported")
+    monkeypatch.delattr(torch.cpu, "_is_amx_tile_supported")
+    assert not pretraining.cpu_computes_bf16()
+    assert pretraining.training_precision("auto") == "fp32"
+
+
+def test_measuring_a_step_leaves_training_exactly_as_it_was():
+    glyphs = random_glyphs(64)
+    data = GlyphData(glyphs, np.arange(64) % NUM_CLASSES, [f"g{i}" for i in range(64)])
+    start = nn.build_model()
+    before = {name: tensor.clone() for name, tensor in start.state_dict().items()}
+
+    def trained() -> dict:
+        initial = nn.build_model()
+        initial.load_state_dict(before)
+        model = pretraining.pretrain(
+            data, steps=3, batch_size=16, lr=1e-3, seed=0, progress=False, initial=initial
+        )
+        return model.state_dict()
+
+    first = trained()
+    seconds = pretraining.measure_step_seconds(data, batch_size=16, threads=1, initial=start)
+    assert 0 < seconds < 10
+    assert all(torch.equal(start.state_dict()[name], before[name]) for name in before)
+    second = trained()
+    assert all(torch.equal(first[name], second[name]) for name in first)
+    assert pretraining.steps_within(60, seconds) == int(60 // seconds)
+    assert pretraining.steps_within(0.001, 0.5) == 1
 
 
 def test_auto_picks_a_device_that_is_here_and_its_native_precision():

@@ -15,13 +15,13 @@ from .test_datasets import make_folder, mnist_files, write_raw
 pytestmark = [pytest.mark.django_db, pytest.mark.slow]
 
 
-def tiny_pretrain(tmp_path, *extra):
+def tiny_pretrain(tmp_path, *extra, length=("--epochs", "1")):
     write_raw(tmp_path / "mnist" / "MNIST" / "raw", mnist_files(20))
     call_command(
         "pretrain",
         "--mnist-root", str(tmp_path / "mnist"),
         "--data-dir", str(make_folder(tmp_path / "letters", per_label=30)),
-        "--epochs", "1", "--batch-size", "16", "--threads", "1",
+        *length, "--batch-size", "16", "--threads", "1",
         "--cache-dir", str(tmp_path / "cache"),
         *extra,
         verbosity=0,
@@ -51,6 +51,23 @@ def test_tiny_pretrain_creates_an_active_version_with_metrics(tmp_path):
 
     tiny_pretrain(tmp_path)  # a second model does not replace the active one unasked
     assert ModelVersion.objects.get(status="active") == version
+
+
+def test_a_time_budget_trains_the_steps_that_fit_and_records_them(tmp_path):
+    tiny_pretrain(tmp_path, "--no-prior", length=("--train-minutes", "0.02"))
+    budgeted = ModelVersion.objects.get()
+    info = budgeted.training_info
+    assert info["train_minutes"] == 0.02 and info["step_seconds"] > 0
+    assert info["steps"] == pretraining.steps_within(1.2, info["step_seconds"]) >= 1
+    per_epoch = pretraining.steps_per_epoch(sum(info["sources"].values()), 16)
+    assert info["epochs"] == round(info["steps"] / per_epoch, 2)
+
+    # --steps makes the same run again, weight for weight.
+    tiny_pretrain(tmp_path, "--no-prior", length=("--steps", str(info["steps"])))
+    again = ModelVersion.objects.order_by("number").last()
+    assert again.training_info["steps"] == info["steps"]
+    assert again.training_info["train_minutes"] is None
+    assert again.sha256 == budgeted.sha256
 
 
 def test_exported_model_installs_as_version_one(tmp_path):
@@ -137,11 +154,15 @@ def test_epochs_0_averages_two_models_weight_by_weight(tmp_path):
     [
         (("--epochs", "0"), "--epochs 0 trains nothing: it needs --init-from"),
         (("--epochs", "-1"), "--epochs must be 0 or more"),
+        (("--steps", "0"), "--steps 0 trains nothing: it needs --init-from"),
+        (("--steps", "-3"), "--steps must be 0 or more"),
+        (("--train-minutes", "0"), "--train-minutes must be more than 0"),
+        (("--epochs", "1", "--train-minutes", "2"), "--train-minutes: not allowed with"),
         (("--average-with", "x.pt", "--average-share", "1.5"), "--average-share must be within"),
         (("--average-with", "missing.pt"), "--average-with missing.pt"),
     ],
 )
 def test_a_run_that_cannot_make_a_model_is_refused_before_any_work(tmp_path, options, reason):
     with pytest.raises(CommandError, match=reason):
-        tiny_pretrain(tmp_path, *options)
+        tiny_pretrain(tmp_path, *options, length=())
     assert not ModelVersion.objects.exists() and not (tmp_path / "cache").exists()

@@ -1,7 +1,9 @@
 """Pretraining from scratch, its report, and the anchor set kept for fine-tuning (no Django)."""
 
 import contextlib
+import copy
 import io
+import time
 
 import numpy as np
 import torch
@@ -21,6 +23,9 @@ AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 # Images shown in a default run: 20 epochs of MNIST + the local handwriting, 8 of
 # MNIST + EMNIST letters (docs/benchmarks.md has the time it takes).
 DEFAULT_TRAINING_IMAGES = 1_400_000
+# ... or as many as this many minutes of training hold on the machine at hand, so a
+# default run with warm glyph caches fits 15 minutes on 2 cores (docs/benchmarks.md).
+DEFAULT_TRAINING_MINUTES = 11.0
 DIGIT_PRIORS = np.arange(-1.0, 2.01, 0.25)
 
 
@@ -69,9 +74,12 @@ def cpu_computes_bf16() -> bool:
     """Whether this CPU has bf16 instructions (AVX512-BF16 or AMX).
 
     oneDNN also runs bf16 on plain AVX512 by converting, at nearly twice the time
-    of float32 a step. PyTorch has no public test of either; these are its own.
+    of float32 a step. PyTorch has no public test of either; these are its own, and
+    a PyTorch without them trains in float32 rather than fail.
     """
-    return torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()
+    names = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
+    checks = [getattr(torch.cpu, name, None) for name in names]
+    return any(check() for check in checks if check is not None)
 
 
 class MixedPrecision:
@@ -100,6 +108,74 @@ def default_epochs(images: int) -> int:
     return max(1, round(DEFAULT_TRAINING_IMAGES / max(images, 1)))
 
 
+def steps_per_epoch(images: int, batch_size: int) -> int:
+    return max(1, images // batch_size)
+
+
+def steps_within(seconds: float, step_seconds: float) -> int:
+    """Training steps that fit ``seconds`` at ``step_seconds`` a step (at least one)."""
+    return max(1, int(seconds // step_seconds))
+
+
+def measure_step_seconds(
+    train: GlyphData,
+    *,
+    batch_size: int,
+    precision: str = "auto",
+    device: str = "cpu",
+    threads: int = 2,
+    initial: torch.nn.Module | None = None,
+    steps: int = 8,
+) -> float:
+    """Seconds one training step takes here: the median of ``steps`` after two warm-ups.
+
+    Runs on a copy of the network with its own optimizer and random stream, so the
+    training that follows is exactly what it would have been without measuring.
+    """
+    torch.set_num_threads(threads)
+    generator = torch.Generator().manual_seed(0)
+    arithmetic = MixedPrecision(device, training_precision(precision, device))
+    model = copy.deepcopy(initial or nn.build_model()).to(device, memory_format=torch.channels_last)
+    nn.set_train_mode(model, freeze_bn=False)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
+    sampler = BatchSampler(train, batch_size=batch_size, balance=DEFAULT_BALANCE, device=device)
+    timings = []
+    for _ in range(steps + 2):
+        began = time.perf_counter()
+        x, y = sampler.draw(generator)
+        train_step(model, optimizer, arithmetic, x, y)
+        timings.append(time.perf_counter() - began)
+    return float(np.median(timings[2:]))
+
+
+class BatchSampler:
+    """Augmented training batches drawn with replacement, half natural frequency, half balanced."""
+
+    def __init__(self, train: GlyphData, *, batch_size: int, balance: float, device: str):
+        self.x = nn.glyphs_to_tensor(train.glyphs)
+        self.y = torch.as_tensor(train.labels, dtype=torch.long)
+        self.weights = torch.as_tensor(sampling_weights(train.labels, balance=balance))
+        self.batch_size = batch_size
+        self.device = device
+
+    def draw(self, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        index = torch.multinomial(
+            self.weights, self.batch_size, replacement=True, generator=generator
+        )
+        # Augmented on the CPU, from one random stream: a seed draws the same batches anywhere.
+        x = augment_batch(self.x[index], generator)
+        return x.to(self.device, memory_format=torch.channels_last), self.y[index].to(self.device)
+
+
+def train_step(model, optimizer, arithmetic: MixedPrecision, x, y) -> tuple[float, int]:
+    """One optimiser step on a batch; its loss and how many it read right."""
+    with arithmetic.autocast():
+        logits = model(x)
+    loss = F.cross_entropy(logits.float(), y, label_smoothing=0.05)
+    arithmetic.step(loss, optimizer)
+    return loss.item(), int((logits.argmax(1) == y).sum())
+
+
 def sampling_weights(labels: np.ndarray, *, balance: float) -> np.ndarray:
     """A blend of natural frequency and class balance (``balance`` is the balanced share).
 
@@ -113,7 +189,7 @@ def sampling_weights(labels: np.ndarray, *, balance: float) -> np.ndarray:
 def pretrain(
     train: GlyphData,
     *,
-    epochs: int,
+    steps: int,
     batch_size: int,
     lr: float,
     seed: int,
@@ -124,7 +200,8 @@ def pretrain(
     progress: bool = True,
     initial: torch.nn.Module | None = None,
 ) -> torch.nn.Module:
-    """Train a network with augmentation, balanced sampling and a one-cycle schedule.
+    """Train a network for ``steps`` batches with augmentation, balanced sampling and a
+    one-cycle schedule.
 
     A fresh one unless ``initial`` is given: starting from an earlier model's weights
     reaches the same place in a fraction of the steps where training is slow.
@@ -138,37 +215,26 @@ def pretrain(
     generator = torch.Generator().manual_seed(seed)
     arithmetic = MixedPrecision(device, training_precision(precision, device))
     model = (initial or nn.build_model()).to(device, memory_format=torch.channels_last)
-    x_all = nn.glyphs_to_tensor(train.glyphs)
-    y_all = torch.as_tensor(train.labels, dtype=torch.long)
-    weights = torch.as_tensor(sampling_weights(train.labels, balance=balance))
-    steps_per_epoch = max(1, len(train) // batch_size)
+    sampler = BatchSampler(train, batch_size=batch_size, balance=balance, device=device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=5e-4)
     schedule = torch.optim.lr_scheduler.OneCycleLR(
-        optimizer, max_lr=lr, total_steps=epochs * steps_per_epoch, pct_start=0.15
+        optimizer, max_lr=lr, total_steps=steps, pct_start=0.15
     )
-    for epoch in range(epochs):
-        nn.set_train_mode(model, freeze_bn=False)
-        bar = tqdm(
-            range(steps_per_epoch),
-            desc=f"epoch {epoch + 1}/{epochs}",
-            disable=not progress,
+    nn.set_train_mode(model, freeze_bn=False)
+    per_epoch = steps_per_epoch(len(train), batch_size)
+    bar = tqdm(range(steps), desc="training", disable=not progress)
+    seen = correct = 0
+    running_loss = 0.0
+    for step in bar:
+        x, y = sampler.draw(generator)
+        loss, right = train_step(model, optimizer, arithmetic, x, y)
+        schedule.step()
+        running_loss = 0.98 * running_loss + 0.02 * loss if seen else loss
+        seen += len(y)
+        correct += right
+        bar.set_postfix(
+            epoch=f"{step / per_epoch:.2f}", loss=f"{running_loss:.3f}", acc=f"{correct / seen:.3f}"
         )
-        seen = correct = 0
-        running_loss = 0.0
-        for _ in bar:
-            index = torch.multinomial(weights, batch_size, replacement=True, generator=generator)
-            # Augmented on the CPU, from one random stream: a seed draws the same batches anywhere.
-            x = augment_batch(x_all[index], generator).to(device, memory_format=torch.channels_last)
-            y = y_all[index].to(device)
-            with arithmetic.autocast():
-                logits = model(x)
-            loss = F.cross_entropy(logits.float(), y, label_smoothing=0.05)
-            arithmetic.step(loss, optimizer)
-            schedule.step()
-            running_loss = 0.98 * running_loss + 0.02 * loss.item() if seen else loss.item()
-            seen += len(y)
-            correct += int((logits.argmax(1) == y).sum())
-            bar.set_postfix(loss=f"{running_loss:.3f}", acc=f"{correct / seen:.3f}")
     return model.to("cpu", memory_format=torch.contiguous_format).eval()
 
 

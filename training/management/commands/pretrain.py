@@ -42,14 +42,12 @@ class Command(BaseCommand):
         train = datasets.GlyphData.concat(sources.train)
         if not len(train):
             raise CommandError("No training images found.")
-        epochs = options["epochs"]
-        if epochs is None:
-            epochs = pretraining.default_epochs(len(train))
+        schedule = _schedule(train, options, device=device, precision=precision, initial=initial)
         self.stdout.write(
-            f"Training on {len(train)} images for {epochs} epochs on {device} ({precision}): "
-            f"{sources.counts}"
+            f"Training on {len(train)} images for {schedule['steps']} steps "
+            f"({schedule['epochs']:g} epochs) on {device} ({precision}): {sources.counts}"
         )
-        model = self._train(train, options, epochs=epochs, device=device, initial=initial)
+        model = self._train(train, options, steps=schedule["steps"], device=device, initial=initial)
         if average_with is not None:
             pretraining.average_weights(model, average_with, share=options["average_share"])
         prior = self._add_prior(model, sources, options)
@@ -62,7 +60,7 @@ class Command(BaseCommand):
         training_info = _training_info(
             options,
             sources=sources.counts,
-            epochs=epochs,
+            schedule=schedule,
             prior=prior,
             device=device,
             precision=precision,
@@ -85,13 +83,13 @@ class Command(BaseCommand):
         state = "active" if activate else "not activated"
         self.stdout.write(self.style.SUCCESS(f"Saved model v{version.number} ({state})."))
 
-    def _train(self, train, options, *, epochs: int, device: str, initial):
-        """The trained network (``initial`` itself when there are no epochs)."""
-        if epochs == 0:
+    def _train(self, train, options, *, steps: int, device: str, initial):
+        """The trained network (``initial`` itself when there are no steps)."""
+        if steps == 0:
             return initial
         return pretraining.pretrain(
             train,
-            epochs=epochs,
+            steps=steps,
             batch_size=options["batch_size"],
             lr=options["lr"],
             seed=options["seed"],
@@ -210,12 +208,21 @@ def _source_arguments(group):
 
 
 def _training_arguments(group):
-    group.add_argument(
+    length = group.add_mutually_exclusive_group()
+    length.add_argument(
         "--epochs",
         type=int,
-        help="Passes over the training images (default: as many as show the network "
-        "about 1.4 M images: 20 over MNIST and the local handwriting, 8 over MNIST "
-        "and EMNIST letters); 0 with --init-from trains nothing (to average two models).",
+        help="Passes over the training images; 0 with --init-from trains nothing (to "
+        "average two models). Default: as many steps as show the network about 1.4 M "
+        f"images, or as fit {pretraining.DEFAULT_TRAINING_MINUTES:g} minutes on this "
+        "machine, whichever are fewer.",
+    )
+    length.add_argument("--steps", type=int, help="Training steps (batches) instead of epochs.")
+    length.add_argument(
+        "--train-minutes",
+        type=float,
+        help="As many steps as fit this many minutes of training here (measured on a "
+        "few steps first); the steps taken are recorded, so --steps makes the run again.",
     )
     group.add_argument("--batch-size", type=int, default=128)
     group.add_argument("--lr", type=float, default=3e-3)
@@ -281,10 +288,13 @@ def _output_arguments(group):
 
 def _check_schedule(options) -> None:
     """Refuse, before any data loads, a run that cannot make a model."""
-    if options["epochs"] is not None and options["epochs"] < 0:
-        raise CommandError("--epochs must be 0 or more.")
-    if options["epochs"] == 0 and not options["init_from"]:
-        raise CommandError("--epochs 0 trains nothing: it needs --init-from.")
+    for option in ("epochs", "steps"):
+        if options[option] is not None and options[option] < 0:
+            raise CommandError(f"--{option} must be 0 or more.")
+        if options[option] == 0 and not options["init_from"]:
+            raise CommandError(f"--{option} 0 trains nothing: it needs --init-from.")
+    if options["train_minutes"] is not None and not options["train_minutes"] > 0:
+        raise CommandError("--train-minutes must be more than 0.")
     if not 0.0 <= options["average_share"] <= 1.0:
         raise CommandError("--average-share must be within 0..1.")
 
@@ -310,13 +320,41 @@ def _load(options) -> Sources:
         raise CommandError(str(error)) from None
 
 
-def _training_info(options, *, sources, epochs, prior, device, precision, duration) -> dict:
-    """How the version was made, enough to make it again."""
+def _schedule(train, options, *, device: str, precision: str, initial) -> dict:
+    """The training steps: from ``--epochs`` or ``--steps``, else from a time budget.
+
+    A budget counts steps at the speed measured here, so a default run fits the same
+    minutes on a laptop and on a slow server; on a fast one the image count caps it.
+    """
+    per_epoch = pretraining.steps_per_epoch(len(train), options["batch_size"])
+    schedule = {"steps": options["steps"], "train_minutes": None, "step_seconds": None}
+    if options["epochs"] is not None:
+        schedule["steps"] = options["epochs"] * per_epoch
+    elif options["steps"] is None:
+        minutes = options["train_minutes"] or pretraining.DEFAULT_TRAINING_MINUTES
+        step_seconds = pretraining.measure_step_seconds(
+            train,
+            batch_size=options["batch_size"],
+            precision=precision,
+            device=device,
+            threads=options["threads"],
+            initial=initial,
+        )
+        steps = pretraining.steps_within(minutes * 60, step_seconds)
+        if options["train_minutes"] is None:
+            steps = min(steps, pretraining.default_epochs(len(train)) * per_epoch)
+        schedule.update(steps=steps, train_minutes=minutes, step_seconds=round(step_seconds, 4))
+    schedule["epochs"] = round(schedule["steps"] / per_epoch, 2)
+    return schedule
+
+
+def _training_info(options, *, sources, schedule, prior, device, precision, duration) -> dict:
+    """How the version was made, enough to make it again (``--steps`` repeats a budget's run)."""
     return {
         "kind": "pretrain",
         "command": "manage.py pretrain " + shlex.join(sys.argv[2:]),
         "sources": sources,
-        "epochs": epochs,
+        **schedule,
         "batch_size": options["batch_size"],
         "lr": options["lr"],
         "seed": options["seed"],
