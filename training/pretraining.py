@@ -125,9 +125,10 @@ def measure_step_seconds(
     device: str = "cpu",
     threads: int = 2,
     initial: torch.nn.Module | None = None,
-    steps: int = 8,
+    steps: int = 16,
+    warm_up: int = 3,
 ) -> float:
-    """Seconds one training step takes here: the median of ``steps`` after two warm-ups.
+    """Seconds one training step takes here: the median of ``steps`` after ``warm_up``.
 
     Runs on a copy of the network with its own optimizer and random stream, so the
     training that follows is exactly what it would have been without measuring.
@@ -140,12 +141,12 @@ def measure_step_seconds(
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
     sampler = BatchSampler(train, batch_size=batch_size, balance=DEFAULT_BALANCE, device=device)
     timings = []
-    for _ in range(steps + 2):
+    for _ in range(warm_up + steps):
         began = time.perf_counter()
         x, y = sampler.draw(generator)
         train_step(model, optimizer, arithmetic, x, y)
         timings.append(time.perf_counter() - began)
-    return float(np.median(timings[2:]))
+    return float(np.median(timings[warm_up:]))
 
 
 class BatchSampler:
