@@ -64,10 +64,14 @@ def main() -> None:
     print(f"\npretrain {' '.join(args.extra) or '(default schedule)'}")
     print(f"glyph caches: {'warm' if cached else 'cold'} ({args.cache_dir})")
     print(f"whole command: {wall / 60:.1f} min (goal {GOAL_MINUTES} min with warm caches)")
+    budget = (
+        f", budget {training['train_minutes']} min at {training['step_seconds']} s a step"
+        if training["train_minutes"]
+        else ""
+    )
     print(
         f"schedule: {training['steps']} steps of {training['batch_size']} "
-        f"({training['epochs']} epochs), budget {training['train_minutes']} min, "
-        f"measured step {training['step_seconds']} s, {training['precision']}"
+        f"({training['epochs']} epochs){budget}, {training['precision']}"
     )
     print(f"images shown: {training['steps'] * training['batch_size']:,}")
     if balanced:

@@ -327,10 +327,12 @@ def _schedule(train, options, *, device: str, precision: str, initial) -> dict:
     minutes on a laptop and on a slow server; on a fast one the image count caps it.
     """
     per_epoch = pretraining.steps_per_epoch(len(train), options["batch_size"])
-    schedule = {"steps": options["steps"], "train_minutes": None, "step_seconds": None}
+    minutes = step_seconds = None
     if options["epochs"] is not None:
-        schedule["steps"] = options["epochs"] * per_epoch
-    elif options["steps"] is None:
+        steps = options["epochs"] * per_epoch
+    elif options["steps"] is not None:
+        steps = options["steps"]
+    else:
         minutes = options["train_minutes"] or pretraining.DEFAULT_TRAINING_MINUTES
         step_seconds = pretraining.measure_step_seconds(
             train,
@@ -343,9 +345,13 @@ def _schedule(train, options, *, device: str, precision: str, initial) -> dict:
         steps = pretraining.steps_within(minutes * 60, step_seconds)
         if options["train_minutes"] is None:
             steps = min(steps, pretraining.default_epochs(len(train)) * per_epoch)
-        schedule.update(steps=steps, train_minutes=minutes, step_seconds=round(step_seconds, 4))
-    schedule["epochs"] = round(schedule["steps"] / per_epoch, 2)
-    return schedule
+        step_seconds = round(step_seconds, 4)
+    return {
+        "steps": steps,
+        "epochs": round(steps / per_epoch, 2),
+        "train_minutes": minutes,
+        "step_seconds": step_seconds,
+    }
 
 
 def _training_info(options, *, sources, schedule, prior, device, precision, duration) -> dict:
