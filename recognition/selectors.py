@@ -27,13 +27,17 @@ from .models import LATENCY_BOUNDS_MS, Correction, PredictionTally, Sample
 
 
 def sample_list() -> QuerySet[Sample]:
-    """Samples with their latest prediction's label, confidence and version number."""
-    return Sample.objects.select_related("user")
+    """Samples with their latest prediction's label, confidence and version number.
+
+    Without their strokes (up to half a megabyte each), which only a detail shows.
+    """
+    return Sample.objects.select_related("user").defer("strokes")
 
 
 def sample_detail(*, sample_id: int) -> Sample:
     return (
         sample_list()
+        .defer(None)
         .prefetch_related("predictions__model_version", "corrections")
         .get(pk=sample_id)
     )

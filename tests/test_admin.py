@@ -155,6 +155,8 @@ def test_moderator_opens_every_page(mod_client, samples, default_model):
         "confidence=low",
         "confidence=certain",
         f"version={default_model.number}",
+        "version=abc",  # a hand-edited URL: no filter, not a server error
+        "labelled_by=abc",
         "created_at__gte=2000-01-01+00%3A00%3A00%2B00%3A00",
         "q=t",
         f"q={sample.pk}",

@@ -259,6 +259,12 @@ def test_prune_versions_keeps_what_serves_or_may_serve(
     refused = client.post(f"/api/model-versions/{v5.pk}/activate/")
     assert refused.status_code == 409 and refused.json()["error"]["code"] == "pruned"
     assert ModelVersion.objects.get(status="active") == v6
+    # Read before pruning marked it: the activation's own UPDATE still refuses it.
+    read_before_pruning = ModelVersion.objects.get(pk=v5.pk)
+    read_before_pruning.pruned_at = None
+    with pytest.raises(registry.VersionPruned):
+        registry.version_activate(version=read_before_pruning)
+    assert ModelVersion.objects.get(status="active") == v6
     # Running it again prunes nothing more.
     call_command("prune_versions", "--keep", "1", stdout=out)
     assert out.getvalue().strip().endswith("Pruned 0 version(s): none.")

@@ -18,6 +18,7 @@ from training import nn, registry
 from training.classes import DIGITS, LETTERS
 from training.serving import active_model
 from writers import services as writers_services
+from writers.identity import writer_shown
 from writers.models import PersonalModel
 from writers.prototypes import MAX_PROTOTYPES, Prototypes, drawn
 
@@ -459,10 +460,18 @@ def test_admin_lists_personal_models_read_only_and_resets_them(default_model):
     listing = client.get("/admin/writers/personalmodel/")
     assert listing.status_code == 200
     page_text = listing.content.decode()
-    assert personal.writer in page_text and "KiB" in page_text
+    assert writer_shown(personal.writer) in page_text
+    assert f"{personal.size_bytes / 1024:.1f} KiB" in page_text  # counted by the database
     assert client.get("/admin/writers/personalmodel/add/").status_code == 403
     detail = client.get(f"/admin/writers/personalmodel/{personal.pk}/change/").content.decode()
     assert 'name="labels"' not in detail  # read-only
+    # A session key works as a login cookie: staff see a digest, and find it by the key only.
+    session_key = personal.writer.removeprefix("session:")
+    assert session_key not in page_text and session_key not in detail
+    search = "/admin/writers/personalmodel/?q="
+    assert writer_shown(personal.writer) in client.get(search + personal.writer).content.decode()
+    partial = client.get(search + personal.writer[:12]).content.decode()
+    assert writer_shown(personal.writer) not in partial
 
     response = client.post(
         "/admin/writers/personalmodel/",

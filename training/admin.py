@@ -263,6 +263,11 @@ class TrainingRunAdmin(ReadOnlyAdmin):
     list_select_related = ("parent_version", "result_version")
     readonly_fields = ("correction_count",)
 
+    def get_queryset(self, request):
+        # Each run's two versions: their names, not their confusion matrices.
+        versions = (*version_json_of("parent_version"), *version_json_of("result_version"))
+        return super().get_queryset(request).defer(*versions)
+
     @admin.display(description="corrections")
     def correction_count(self, run):
         return run.corrections.count()

@@ -77,6 +77,10 @@ def version_create(
     return version
 
 
+class VersionPruned(Exception):
+    """A version whose weights file ``prune_versions`` deleted serves no more."""
+
+
 def version_activate(*, version: ModelVersion) -> ModelVersion:
     """Make ``version`` the one active version (forward or rollback) in one transaction."""
     # Two activations at once on PostgreSQL: the later one's UPDATE waits for the earlier
@@ -88,9 +92,16 @@ def version_activate(*, version: ModelVersion) -> ModelVersion:
                 ModelVersion.objects.filter(status=ModelVersion.Status.ACTIVE).exclude(
                     pk=version.pk
                 ).update(status=ModelVersion.Status.RETIRED)
-                version.status = ModelVersion.Status.ACTIVE
-                version.activated_at = timezone.now()
-                version.save(update_fields=["status", "activated_at"])
+                now = timezone.now()
+                # Filtered on the file still being there: pruning may have just deleted it.
+                activated = ModelVersion.objects.filter(pk=version.pk, pruned_at=None).update(
+                    status=ModelVersion.Status.ACTIVE, activated_at=now
+                )
+                if not activated:
+                    raise VersionPruned(
+                        f"v{version.number}'s weights were pruned; it cannot be activated."
+                    )
+            version.status, version.activated_at = ModelVersion.Status.ACTIVE, now
             return version
         except IntegrityError:
             if attempt == 2:

@@ -1,17 +1,19 @@
 """Personal models, read-only, with a reset action."""
 
 from django.contrib import admin, messages
+from django.db.models.functions import Length
 
-from training.admin import ReadOnlyAdmin
+from training.admin import ReadOnlyAdmin, version_json_of
 
 from . import services
+from .identity import writer_shown
 from .models import PersonalModel
 
 
 @admin.register(PersonalModel)
 class PersonalModelAdmin(ReadOnlyAdmin):
     list_display = (
-        "writer",
+        "writer_shown",
         "user",
         "corrections",
         "prototypes",
@@ -21,10 +23,15 @@ class PersonalModelAdmin(ReadOnlyAdmin):
         "updated_at",
     )
     list_select_related = ("user", "model_version")
-    search_fields = ("writer", "user__username")
+    # Exact keys only: a partial search would spell out a session key letter by letter.
+    search_fields = ("=writer", "user__username")
     fields = (*list_display, "created_at")
     readonly_fields = fields
     actions = ("reset",)
+
+    @admin.display(description="writer", ordering="writer")
+    def writer_shown(self, personal):
+        return writer_shown(personal.writer)
 
     @admin.display(description="prototypes")
     def prototypes(self, personal):
@@ -32,7 +39,16 @@ class PersonalModelAdmin(ReadOnlyAdmin):
 
     @admin.display(description="size")
     def size(self, personal):
-        return f"{personal.size_bytes / 1024:.1f} KiB"
+        return f"{(personal.features_bytes + len(personal.labels)) / 1024:.1f} KiB"
+
+    def get_queryset(self, request):
+        # A list shows the rows' size, not the rows (up to 64 KiB each), nor version JSON.
+        return (
+            super()
+            .get_queryset(request)
+            .defer("features", *version_json_of("model_version"))
+            .annotate(features_bytes=Length("features"))
+        )
 
     @admin.action(description="Reset: forget these writers' handwriting", permissions=["reset"])
     def reset(self, request, queryset):

@@ -1,5 +1,6 @@
 """Who a request's writer is: the key their personal model is stored under."""
 
+import hashlib
 from dataclasses import dataclass
 
 WRITER_NAME_MAX_LENGTH = 64
@@ -26,3 +27,12 @@ def writer_of(*, user, by_token: bool, name: str = "", session_key: str = "") ->
     if session_key:
         return Writer(key=SESSION_WRITER + session_key, user=None)
     return None
+
+
+def writer_shown(key: str) -> str:
+    """A writer key fit to show staff: a session key works as a login cookie, so a
+    browser session is shown by a digest of it."""
+    if not key.startswith(SESSION_WRITER):
+        return key
+    digest = hashlib.sha256(key.encode()).hexdigest()[:12]
+    return f"browser session {digest}"

@@ -3,6 +3,7 @@
 from django.conf import settings
 from django.db import models
 
+from .identity import writer_shown
 from .prototypes import MAX_PROTOTYPES
 
 
@@ -51,7 +52,7 @@ class PersonalModel(models.Model):
         ordering = ["-updated_at"]
 
     def __str__(self):
-        return f"personal model of {self.writer}"
+        return f"personal model of {writer_shown(self.writer)}"
 
     @property
     def size_bytes(self) -> int:

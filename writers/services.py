@@ -41,9 +41,11 @@ def personal_model_learn(*, sample, label: str) -> PersonalModel | None:
         return None
     seen = drawn(loaded.model, sample.glyph_array())
     with transaction.atomic():
-        personal = PersonalModel.objects.select_for_update().filter(
-            writer=sample.writer
-        ).first() or PersonalModel(writer=sample.writer, user_id=sample.user_id)
+        # Created first, then locked: a writer's first two labels at once both find the row.
+        PersonalModel.objects.get_or_create(
+            writer=sample.writer, defaults={"user_id": sample.user_id, "features": b""}
+        )
+        personal = PersonalModel.objects.select_for_update().get(writer=sample.writer)
         prototypes, _ = _prototypes_for(personal, loaded)
         sample_ids = list(personal.sample_ids)
         replaces = sample_ids.index(sample.pk) if sample.pk in sample_ids else None
@@ -67,8 +69,12 @@ def personal_model_use(*, writer_key: str, loaded: LoadedModel) -> Prototypes | 
     prototypes, rebuilt = _prototypes_for(personal, loaded)
     if rebuilt:  # kept, so the writer's next drawings need not rebuild them
         _store(personal, prototypes, loaded)
-        personal.last_used_at = now
-        personal.save()
+        # Only over the row as it was read: a label learned meanwhile must not be lost.
+        PersonalModel.objects.filter(pk=personal.pk, updated_at=personal.updated_at).update(
+            **{field: getattr(personal, field) for field in STORED_FIELDS},
+            last_used_at=now,
+            updated_at=now,
+        )
     elif personal.last_used_at is None or now - personal.last_used_at > LAST_USED_RESOLUTION:
         PersonalModel.objects.filter(pk=personal.pk).update(last_used_at=now)
     return prototypes
@@ -118,6 +124,10 @@ def _prototypes_for(personal: PersonalModel, loaded: LoadedModel) -> tuple[Proto
     return Prototypes(
         drawn(loaded.model, [glyphs[sample_id] for sample_id, _ in kept]).rows, labels
     ), True
+
+
+# What ``_store`` and a rebuild write.
+STORED_FIELDS = ("features", "labels", "sample_ids", "model_version_id", "hidden_weights")
 
 
 def _store(personal: PersonalModel, prototypes: Prototypes, loaded: LoadedModel) -> None:

@@ -77,8 +77,8 @@ class ModelVersionFilter(admin.SimpleListFilter):
         return [(str(number), f"v{number}") for number in numbers]
 
     def queryset(self, request, queryset):
-        if self.value():
-            return queryset.filter(model_version_number=self.value())
+        if self.value() and self.value().isdigit():
+            return queryset.filter(model_version_number=int(self.value()))
         return queryset
 
 

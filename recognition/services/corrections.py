@@ -46,6 +46,11 @@ def correct_sample(
         raise ValueError(f"{label!r} is not one of the 36 classes")
     model_reads = _active_model_reading(sample)  # a forward pass: outside the transaction
     with transaction.atomic():
+        # Two corrections at once each derive the label: the second must see the first's.
+        sample.refresh_from_db(
+            fields=["label", "predicted_label", "status", "corrected", "proposed"],
+            from_queryset=Sample.objects.select_for_update(),
+        )
         predicted = sample.predicted_label
         previous = sample.label or predicted
         current = sample.label_correction()

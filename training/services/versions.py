@@ -6,10 +6,7 @@ from django.db import transaction
 
 from .. import registry
 from ..models import ModelVersion
-
-
-class VersionPruned(Exception):
-    """A version whose weights file ``prune_versions`` deleted serves no more."""
+from ..registry import VersionPruned
 
 
 class ActivationNotPermitted(PermissionDenied):
