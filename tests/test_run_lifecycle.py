@@ -15,7 +15,7 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from recognition import services as recognition_services
-from recognition.models import Correction
+from recognition.models import Correction, Sample
 from training import registry, replay, runs, services
 from training.models import ModelVersion, TrainingRun
 from training.services import fine_tuning
@@ -162,6 +162,27 @@ def test_the_sweep_stops_requeueing_runs_that_cannot_load_the_active_version(
     # Another active version gives the pending correction a run again.
     registry.version_activate(version=good_copy)
     assert runs.training_runs_sweep()["dispatched"] is not None
+    assert TrainingRun.objects.filter(status="queued").exists()
+
+
+def test_the_sweep_stops_requeueing_runs_that_a_sample_breaks_until_a_new_correction(
+    default_model, quick, caplog
+):
+    broken, _ = corrected(*misread_handwriting(1)[0])
+    # A damaged glyph: every fine-tune that reads it fails.
+    Sample.objects.filter(pk=broken.pk).update(glyph=b"damaged")
+    requeued = []
+    for _ in range(3):
+        run = services.training_run_execute(run_id=TrainingRun.objects.get(status="queued").pk)
+        assert run.status == "failed" and run.failure_kind == "error", run.error
+        runs.training_runs_sweep()
+        requeued.append(TrainingRun.objects.filter(status="queued").exists())
+    assert requeued == [True, True, False]
+    assert "the last 3 runs on v1 failed (the last: ValueError" in caplog.text
+    assert Correction.objects.get().training_state == "pending"
+
+    # A new correction still gets a run.
+    corrected(draw_png(SEVEN), "1")
     assert TrainingRun.objects.filter(status="queued").exists()
 
 

@@ -34,8 +34,8 @@ from .models import TrainingRun
 
 logger = logging.getLogger(__name__)
 
-# Runs in a row that could not load the active version before the sweep stops re-queueing.
-UNLOADABLE_PARENT_RUNS = 3
+# Runs in a row on the active version that failed before the sweep stops re-queueing.
+FAILED_RUNS_BEFORE_PAUSE = 3
 # A queued run this old while nothing runs has lost its message (or its worker).
 QUEUED_RUN_PATIENCE = timedelta(seconds=5)
 # Progress reports between optimizer steps: often enough for the page, few enough writes.
@@ -175,22 +175,30 @@ def training_run_fail(run: TrainingRun, *, error: Exception, kind: str) -> bool:
     )
 
 
-def _active_version_unloadable() -> bool:
-    """Whether the active version's last runs all failed to load its weights (and say so).
+def _active_version_keeps_failing() -> bool:
+    """Whether the last runs on the active version all failed (and say so).
 
-    Retrying such a file every sweep only adds a failed run every few seconds; a new
+    Retrying every sweep what fails each time (a weights file that does not load, a
+    sample that breaks the fine-tune) only adds a failed run every few seconds; a new
     correction still tries again, and activating another version starts afresh.
     """
     active = selectors.version_active()
-    last = selectors.runs_last_finished(parent=active, limit=UNLOADABLE_PARENT_RUNS)
-    unloadable = TrainingRun.FailureKind.UNLOADABLE_WEIGHTS
-    if len(last) < UNLOADABLE_PARENT_RUNS or any(r.failure_kind != unloadable for r in last):
+    last = selectors.runs_last_finished(parent=active, limit=FAILED_RUNS_BEFORE_PAUSE)
+    if len(last) < FAILED_RUNS_BEFORE_PAUSE or any(
+        r.status != TrainingRun.Status.FAILED for r in last
+    ):
         return False
+    if all(r.failure_kind == TrainingRun.FailureKind.UNLOADABLE_WEIGHTS for r in last):
+        cause = (
+            f"could not load v{active.number}'s weights; "
+            "restore its file or activate another version"
+        )
+    else:
+        cause = f"on v{active.number} failed (the last: {last[0].error}); see the worker's log"
     logger.error(
-        "Not re-queueing pending corrections: the last %s runs could not load v%s's weights; "
-        "restore its file or activate another version",
-        UNLOADABLE_PARENT_RUNS,
-        active.number,
+        "Not re-queueing pending corrections: the last %s runs %s",
+        FAILED_RUNS_BEFORE_PAUSE,
+        cause,
     )
     return True
 
@@ -207,7 +215,7 @@ def training_runs_sweep() -> dict:
         error="worker lost: no heartbeat; its corrections go to the next run",
     )
     requeued = None
-    if recognition_selectors.corrections_pending().exists() and not _active_version_unloadable():
+    if recognition_selectors.corrections_pending().exists() and not _active_version_keeps_failing():
         run, created = _queued_run()
         if created:
             # Its task is sent when this commits, which records its task_id in the row,
