@@ -30,14 +30,20 @@ def context_labels(context: str) -> tuple[str, ...]:
     return NAMED_CONTEXTS.get(context) or tuple(context)
 
 
-def context_restrict(probabilities: np.ndarray, context: str) -> np.ndarray:
-    """36 probabilities with the labels outside the context at zero, renormalised over the rest."""
-    if context == DEFAULT_CONTEXT:
-        return probabilities
-    allowed = np.zeros(len(CLASSES), bool)
-    allowed[[CLASS_INDEX[label] for label in context_labels(context)]] = True
-    restricted = np.where(allowed, probabilities, 0.0)
-    total = restricted.sum()
-    if total <= 0:  # every allowed label underflowed: equal odds among them
+def context_proba(scores: np.ndarray, context: str) -> np.ndarray:
+    """Probabilities over the context's labels from 36 log-scores (logits or log
+    probabilities), zero outside it.
+
+    Restricted in log space: a writer's own model can lift a label so far that every
+    other label's probability underflows to zero, and the context may exclude that label.
+    """
+    allowed = np.ones(len(CLASSES), bool)
+    if context != DEFAULT_CONTEXT:
+        allowed[:] = False
+        allowed[[CLASS_INDEX[label] for label in context_labels(context)]] = True
+    masked = np.where(allowed, scores, -np.inf)
+    top = masked.max()
+    if not np.isfinite(top):  # every allowed label at zero probability: equal odds
         return allowed / allowed.sum()
-    return restricted / total
+    weights = np.exp(masked - top)
+    return (weights / weights.sum()).astype(np.float32)

@@ -483,3 +483,19 @@ def test_admin_lists_personal_models_read_only_and_resets_them(default_model):
 
     sample_page = client.get(f"/admin/recognition/sample/{drawn['sample']}/change/")
     assert "context" in sample_page.content.decode().lower()
+
+
+def test_a_context_without_the_label_a_writer_taught_still_reads_the_drawing(default_model):
+    """The writer's label lifts its class so far that the others' probabilities underflow:
+    a context that excludes it must still rank the rest, not give them equal odds."""
+    page = page_client()
+    png = draw_png(ZERO)
+    shared = predict(page, png, source="page", classes="digits")
+    correct(page, predict(page, png, source="page")["sample"], "o", source="page")
+    assert predict(page, png, source="page")["label"] == "o"
+
+    digits = predict(page, png, source="page", classes="digits")
+    assert digits["label"] == shared["label"] == "0"
+    probabilities = [entry["probability"] for entry in digits["top"]]
+    assert probabilities[0] > 0.5 and probabilities == sorted(probabilities, reverse=True)
+    assert len(set(probabilities)) == len(probabilities)

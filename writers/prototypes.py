@@ -126,7 +126,7 @@ class Prototypes:
 class PersonalAnswer:
     """One glyph's answer through a writer's personal model."""
 
-    probabilities: np.ndarray  # (36,)
+    scores: np.ndarray  # (36,) logits (or the shared model's log probabilities)
     shaped: bool  # the prototypes changed the probabilities
     # (the shared model's answer, the writer's label) for each of their drawings it misreads
     taught: frozenset[tuple[str, str]]
@@ -139,7 +139,7 @@ def personal_proba(
     bias = hidden_bias(served)
     bonus = prototypes.bonus(seen.hidden[0], bias)
     return PersonalAnswer(
-        softmax(seen.logits[0] + bonus), bool(bonus.any()), taught(served, prototypes, bias)
+        seen.logits[0] + bonus, bool(bonus.any()), taught(served, prototypes, bias)
     )
 
 

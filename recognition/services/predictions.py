@@ -18,7 +18,7 @@ from writers import services as writers_services
 from writers.identity import Writer
 from writers.prototypes import PersonalAnswer, personal_proba
 
-from ..context import DEFAULT_CONTEXT, context_labels, context_restrict
+from ..context import DEFAULT_CONTEXT, context_labels, context_proba
 from ..images import DrawingError, decode_drawing, encode_png
 from ..lookalikes import lookalike_pairs, lookalikes_of
 from ..models import LATENCY_BOUNDS_MS, Prediction, PredictionTally, Sample
@@ -66,7 +66,7 @@ def predict_drawing(
     glyph = _glyph(image)
     loaded = active_model.get()
     answer = _answer(glyph, loaded=loaded, writer=writer)
-    probabilities = context_restrict(answer.probabilities, classes)
+    probabilities = context_proba(answer.scores, classes)
     latency_ms = (time.perf_counter() - started) * 1000.0
 
     top = _top(probabilities, classes=classes)
@@ -121,7 +121,9 @@ def _answer(glyph: np.ndarray, *, loaded: LoadedModel, writer: Writer | None) ->
     )
     if prototypes:
         return personal_proba(loaded.model, glyph, prototypes)
-    return PersonalAnswer(loaded.predict_proba(glyph[np.newaxis])[0], False, frozenset())
+    with np.errstate(divide="ignore"):  # a probability of zero is a score of -inf
+        scores = np.log(loaded.predict_proba(glyph[np.newaxis])[0])
+    return PersonalAnswer(scores, False, frozenset())
 
 
 def _top(probabilities: np.ndarray, *, classes: str) -> list[dict]:
