@@ -149,6 +149,8 @@ BAD_JSON_IMAGES = {
     ),
     "animated": (base64.b64encode(_animated_gif()).decode(), 400, "invalid_image"),
     "blank": (base64.b64encode(draw_png([])).decode(), 400, "blank"),
+    # A tap: scaled up, it once read as a confident "t".
+    "a dot": (base64.b64encode(draw_png([[(140, 140)]], width=18)).decode(), 400, "blank"),
     "a number": (12345, 400, "invalid_type"),
     "over 2 MB": ("A" * (3 * 1024 * 1024), 413, "too_large"),
 }

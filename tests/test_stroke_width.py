@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from training.preprocessing import preprocess_image
+from training.preprocessing import BlankImageError, preprocess_image
 from training.strokes import Pen, draw, skeleton_strokes
 
 
@@ -113,3 +113,12 @@ def test_a_glyph_redrawn_from_its_skeleton_reads_as_itself():
     redrawn = preprocess_image(draw(skeleton_strokes(glyph), Pen(300, 12, 40, 40, 200)))
     assert holes(redrawn) == 2
     assert difference(redrawn, glyph) < 15
+
+
+@pytest.mark.parametrize("canvas, width", [(100, 6), (280, 6), (280, 18), (560, 40)])
+def test_a_dot_is_no_character_but_a_dash_is_read(canvas, width):
+    pen = Pen(canvas, width, canvas / 2, canvas / 2, 1.5 * width)
+    with pytest.raises(BlankImageError, match="dot"):
+        preprocess_image(draw([np.array([[0, 0]], np.float32)], pen))
+    dash = np.array([[0, 0], [1, 0]], np.float32)  # one and a half pen widths long
+    assert preprocess_image(draw([dash], pen)).any()

@@ -31,6 +31,8 @@ STROKE_LEVEL = 0.5
 FAT_PEN_MARGIN = 1.0
 # Ink this many times deeper than the pen's half-width is a filled bowl, not a stroke.
 FILLED_DEPTH = 1.3
+# Ink spanning fewer pen widths than this is a dot: no character is that short.
+DOT_EXTENT = 1.4
 # Ink contrast (0-255 above the background) below which a pixel is paper.
 INK_THRESHOLD = 40
 # Connected pieces of ink holding less than this share of all ink are specks.
@@ -157,6 +159,11 @@ def normalise_stroke_width(ink: np.ndarray) -> np.ndarray:
     if peak <= 0:
         raise BlankImageError("no ink left after scaling")
     mask = ink >= STROKE_LEVEL * peak
+    depth = ndimage.distance_transform_edt(mask)
+    # A tap or a blot is no wider than the pen: scaled up, its skeleton would be a cross.
+    rows, cols = _box(mask)
+    if max(rows.stop - rows.start, cols.stop - cols.start) < DOT_EXTENT * 2 * depth.max():
+        raise BlankImageError("only a dot, not a character")
     skeleton = skeletonize(mask)
     if not skeleton.any():
         skeleton = mask
@@ -171,7 +178,6 @@ def normalise_stroke_width(ink: np.ndarray) -> np.ndarray:
     glyph = np.clip(radius + 0.5 - distance, 0.0, 1.0)
     # A fat pen fills the bowls of p, g, 8, whose skeleton is then a stub: the ink
     # thinned by the pen's excess width keeps them (on even strokes it is the re-inking).
-    depth = ndimage.distance_transform_edt(mask)
     pen = float(np.median(depth[skeleton]))
     if pen <= radius + FAT_PEN_MARGIN:
         return glyph.astype(np.float32)
