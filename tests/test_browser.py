@@ -1,9 +1,11 @@
 """The drawing page in real headless Chromium: draw, recognize, correct, and find it all stored."""
 
+import io
 import re
 
 import pytest
 from django.conf import settings
+from PIL import Image
 from playwright.sync_api import expect
 
 from recognition.models import Correction, Prediction, Sample
@@ -74,7 +76,9 @@ def test_keyboard_undo_and_blank(page):
     page.keyboard.press("Control+z")
     page.keyboard.press("Enter")
     expect(page.locator("#guess-label")).to_have_text("7")
-    page.keyboard.press("t")  # a letter key corrects while a prediction is shown
+    # A letter key corrects while a prediction is shown and the focus is on its labels.
+    page.get_by_role("group", name="Correct label").get_by_role("button").first.focus()
+    page.keyboard.press("t")
     expect(page.locator("#status")).to_contain_text("Learned for you")
     assert Correction.objects.get().label == "t"
 
@@ -111,3 +115,106 @@ def test_the_page_follows_a_correction_through_a_real_worker(
         expect(status).to_contain_text("did not pass the checks")
         expect(status).not_to_contain_text(run.reason)  # the gate's reasons are for staff
         expect(page.locator("#model-version")).to_have_text(f"v{default_model.number}")
+
+
+def requests_to(page, part):
+    """The requests the page sends whose URL contains ``part``, as they are sent."""
+    sent = []
+    page.on("request", lambda request: sent.append(request) if part in request.url else None)
+    return sent
+
+
+def test_label_keys_correct_only_from_the_correction_area(page):
+    corrections = requests_to(page, "/corrections/")
+    draw(page, SEVEN)
+    recognize = page.get_by_role("button", name="Recognize")
+    recognize.click()
+    expect(page.locator("#guess-label")).to_have_text("7")
+
+    recognize.focus()
+    page.keyboard.press("r")  # a stray key outside the labels corrects nothing
+    page.locator('.label-button[data-label="7"]').focus()
+    with page.expect_response("**/corrections/"):
+        page.keyboard.press("t")  # from the label grid, a key is the label
+    expect(page.locator("#status")).to_contain_text("Learned for you")
+    assert len(corrections) == 1
+    assert [correction.label for correction in Correction.objects.all()] == ["t"]
+
+    # Drawing the next character hides the old answer: no key can label the old sample.
+    page.locator('.label-button[data-label="7"]').focus()  # scrolls the canvas away
+    page.locator("#canvas").scroll_into_view_if_needed()
+    box = page.locator("#canvas").bounding_box()
+    page.mouse.move(box["x"] + 60, box["y"] + 150)
+    page.mouse.down()
+    page.mouse.move(box["x"] + 140, box["y"] + 150, steps=4)
+    expect(page.locator("#result")).to_be_hidden()
+    page.keyboard.press("k")
+    page.mouse.move(box["x"] + 220, box["y"] + 150, steps=4)
+    page.mouse.up()
+    page.keyboard.press("x")
+    with page.expect_response("**/api/predictions/"):
+        recognize.click()
+    expect(page.locator("#result")).to_be_visible()
+    assert len(corrections) == 1
+    assert Correction.objects.count() == 1
+
+
+def test_a_double_click_on_recognize_stores_one_sample(page):
+    predictions = requests_to(page, "/api/predictions/")
+    draw(page, SEVEN)
+    recognize = page.get_by_role("button", name="Recognize")
+    recognize.dblclick()
+    expect(page.locator("#guess-label")).to_have_text("7")
+    expect(recognize).to_be_enabled()  # disabled only while the answer is on its way
+    page.wait_for_load_state("networkidle")
+    assert len(predictions) == 1
+    assert Sample.objects.count() == 1
+
+
+def test_failures_are_told_in_plain_words(page):
+    draw(page, SEVEN)
+    recognize = page.get_by_role("button", name="Recognize")
+    status = page.locator("#status")
+
+    page.route(
+        "**/api/predictions/",
+        lambda route: route.fulfill(status=502, content_type="text/html", body="Bad Gateway"),
+    )
+    recognize.click()
+    expect(status).to_have_text("The server had a problem. Please try again.")
+    expect(recognize).to_be_enabled()
+    page.unroute("**/api/predictions/")
+
+    page.route("**/api/predictions/", lambda route: route.abort("internetdisconnected"))
+    recognize.click()
+    expect(status).to_have_text("Couldn't reach the server. Check your connection and try again.")
+    expect(recognize).to_be_enabled()
+    page.unroute("**/api/predictions/")
+
+    recognize.click()  # the API's own reason for a request it refuses stays
+    expect(page.locator("#guess-label")).to_have_text("7")
+    page.get_by_role("button", name="Clear").click()
+    recognize.click()
+    expect(status).to_contain_text("blank")
+    expect(status).to_have_attribute("data-tone", "error")
+    assert Sample.objects.count() == 1
+
+
+FOCUS_RING = (0xF0, 0xA5, 0x00)  # --focus in app.css
+
+
+def ring_pixels(page):
+    """How many pixels of the canvas frame are the focus ring's colour."""
+    shot = Image.open(io.BytesIO(page.locator(".canvas-frame").screenshot())).convert("RGB")
+    return sum(
+        all(abs(value - ring) <= 24 for value, ring in zip(pixel, FOCUS_RING, strict=True))
+        for pixel in shot.get_flattened_data()
+    )
+
+
+def test_the_canvas_shows_its_keyboard_focus(page):
+    assert ring_pixels(page) == 0
+    page.keyboard.press("Tab")  # the canvas is the page's first stop
+    expect(page.locator("#canvas")).to_be_focused()
+    # The frame clips what lies outside the canvas: the ring must show inside it.
+    assert ring_pixels(page) > 4 * 280

@@ -68,6 +68,11 @@ def test_lookalikes_ask_with_two_big_buttons_and_one_tap_stores_the_answer(page)
     expect(page.locator("#lookalike-question")).to_have_text(question_text)
     assert {"0", "o"} <= set(re.findall(r"\w", page.locator("#lookalike-question").inner_text()))
     expect(page.locator("#guess-main")).to_be_hidden()
+    # "Right" would silently pick one of the two: the question is answered by its buttons
+    # or the label grid.
+    right = page.get_by_role("button", name="Right", exact=True)
+    expect(right).to_be_hidden()
+    expect(page.get_by_role("group", name="Correct label")).to_be_visible()
     buttons = page.locator(".lookalike-button")
     expect(buttons.nth(1)).to_be_visible()
     box = buttons.first.bounding_box()
@@ -86,6 +91,7 @@ def test_lookalikes_ask_with_two_big_buttons_and_one_tap_stores_the_answer(page)
     recognize(page, SEVEN)
     expect(page.locator("#lookalikes")).to_be_hidden()
     expect(page.locator("#guess-main")).to_be_visible()
+    expect(right).to_be_visible()
 
 
 def test_a_correction_shapes_the_next_answer_until_forgotten(page):
@@ -123,6 +129,7 @@ def test_an_answer_the_writer_corrected_before_is_asked_about(page):
     recognize(page, [(120, 60), (165, 60), (130, 230)])
     expect(page.locator("#lookalike-question")).to_have_text("7 or 1?")
     expect(page.locator("#lookalike-personal")).to_be_visible()
+    expect(page.get_by_role("button", name="Right", exact=True)).to_be_hidden()
     page.screenshot(path=ARTIFACTS / "page-taught-lookalike.png", full_page=True)
     question = page.get_by_role("group", name="7 or 1?")
     with page.expect_response("**/corrections/"):

@@ -8,6 +8,7 @@ const statusLine = document.getElementById("status");
 const result = document.getElementById("result");
 const modelVersion = document.getElementById("model-version");
 const modeSwitch = document.getElementById("mode");
+const predictButton = document.getElementById("predict");
 
 const CSS_SIZE = 280;
 const strokes = []; // [{width, points: [[x, y, t], ...]}], in CSS pixels
@@ -15,6 +16,8 @@ let startedAt = null;
 let current = null;
 let prediction = null; // the last answer of POST /api/predictions/
 let pollTimer = null;
+let predicting = false; // a POST /api/predictions/ is in flight
+let drawingRevision = 0; // bumped whenever the drawing changes, to drop stale answers
 
 // --- Canvas ---------------------------------------------------------------
 
@@ -67,9 +70,20 @@ function pointFrom(event) {
   ];
 }
 
+// A changed drawing is no longer the sample the shown answer is about: hide it, so
+// that no button or key can label the old sample by mistake.
+function drawingChanged() {
+  drawingRevision += 1;
+  if (prediction || !result.hidden) {
+    prediction = null;
+    result.hidden = true;
+  }
+}
+
 canvas.addEventListener("pointerdown", (event) => {
   if (event.button !== 0 && event.pointerType === "mouse") return;
   canvas.setPointerCapture(event.pointerId);
+  drawingChanged();
   current = { width: Number(penWidth.value), points: [pointFrom(event)] };
   strokes.push(current);
   redraw();
@@ -90,12 +104,15 @@ for (const name of ["pointerup", "pointercancel"]) {
 }
 
 function undo() {
+  if (!strokes.length) return;
   strokes.pop();
+  drawingChanged();
   if (!strokes.length) startedAt = null;
   redraw();
 }
 
 function clearAll() {
+  drawingRevision += 1;
   strokes.length = 0;
   startedAt = null;
   prediction = null;
@@ -111,17 +128,30 @@ function csrfToken() {
   return match ? decodeURIComponent(match[1]) : "";
 }
 
+function apiError(message, code) {
+  const error = new Error(message);
+  error.code = code;
+  return error;
+}
+
+// Errors carry a message for people: a network failure or a server fault in plain
+// words, and for a request the API refused (4xx) the API's own reason.
 async function api(method, url, body) {
-  const response = await fetch(url, {
-    method,
-    credentials: "same-origin",
-    headers: {
-      Accept: "application/json",
-      ...(method === "GET" ? {} : { "X-CSRFToken": csrfToken() }),
-      ...(body ? { "Content-Type": "application/json" } : {}),
-    },
-    body: body ? JSON.stringify(body) : undefined,
-  });
+  let response;
+  try {
+    response = await fetch(url, {
+      method,
+      credentials: "same-origin",
+      headers: {
+        Accept: "application/json",
+        ...(method === "GET" ? {} : { "X-CSRFToken": csrfToken() }),
+        ...(body ? { "Content-Type": "application/json" } : {}),
+      },
+      body: body ? JSON.stringify(body) : undefined,
+    });
+  } catch {
+    throw apiError("Couldn't reach the server. Check your connection and try again.", "network");
+  }
   let data = null;
   try {
     data = await response.json();
@@ -129,10 +159,12 @@ async function api(method, url, body) {
     data = null;
   }
   if (!response.ok) {
-    const message = data && data.error ? data.error.message : `The server answered ${response.status}.`;
-    const error = new Error(message);
-    error.code = data && data.error ? data.error.code : "http_error";
-    throw error;
+    const reason = data && data.error ? data.error : null;
+    if (response.status >= 500) {
+      throw apiError("The server had a problem. Please try again.", reason ? reason.code : "server_error");
+    }
+    if (reason && reason.message) throw apiError(reason.message, reason.code);
+    throw apiError(`The request was refused (error ${response.status}). Please try again.`, "http_error");
   }
   return data;
 }
@@ -155,23 +187,45 @@ async function showActiveVersion() {
 // --- Predicting -----------------------------------------------------------
 
 async function predict() {
+  if (predicting) return; // one drawing, one sample: a double click sends it once
+  predicting = true;
+  const hadFocus = document.activeElement === predictButton;
+  predictButton.disabled = true;
   stopPolling();
   say("Recognizing…");
+  const revision = drawingRevision;
   const image = canvas.toDataURL("image/png");
   const sentStrokes = strokes.map((stroke) => stroke.points);
+  let answer = null;
+  let failure = null;
   try {
-    prediction = await api("POST", "/api/predictions/", {
+    answer = await api("POST", "/api/predictions/", {
       image,
       strokes: sentStrokes.length ? sentStrokes : null,
       source: "page",
       classes: currentMode(),
     });
   } catch (error) {
-    prediction = null;
-    result.hidden = true;
-    say(error.message, "error");
+    failure = error;
+  } finally {
+    predicting = false;
+    predictButton.disabled = false;
+    // A disabled button loses the focus: give it back to a keyboard user.
+    if (hadFocus && (!document.activeElement || document.activeElement === document.body)) {
+      predictButton.focus();
+    }
+  }
+  if (revision !== drawingRevision) {
+    say(""); // the drawing changed meanwhile: this answer is about a drawing that is gone
     return;
   }
+  if (failure) {
+    prediction = null;
+    result.hidden = true;
+    say(failure.message, "error");
+    return;
+  }
+  prediction = answer;
   showPrediction(prediction);
   say("");
 }
@@ -230,6 +284,9 @@ function restoreMode() {
 function showLookalikes(labels, personal) {
   const asking = labels.length > 1;
   document.getElementById("lookalikes").hidden = !asking;
+  // While the page asks "0 or o?", "Right" would silently pick the top guess.
+  document.getElementById("confirm-row").hidden = asking;
+  document.getElementById("pick-row").hidden = !asking;
   document.getElementById("lookalike-personal").hidden = !personal;
   document.getElementById("guess-main").hidden = asking;
   if (!asking) return;
@@ -326,7 +383,7 @@ function followRun(runId, label) {
 
 document.getElementById("undo").addEventListener("click", undo);
 document.getElementById("clear").addEventListener("click", clearAll);
-document.getElementById("predict").addEventListener("click", predict);
+predictButton.addEventListener("click", predict);
 document.getElementById("confirm").addEventListener("click", () => prediction && correct(prediction.label));
 document.getElementById("labels").addEventListener("click", (event) => {
   const button = event.target.closest(".label-button");
@@ -339,6 +396,12 @@ document.getElementById("lookalike-buttons").addEventListener("click", (event) =
 modeSwitch.addEventListener("change", () => localStorage.setItem(MODE_KEY, currentMode()));
 document.getElementById("forget").addEventListener("click", forgetHandwriting);
 
+// A label key corrects only where the user is answering "Is it right?": with the
+// focus in the result panel (its label grid, look-alike buttons or "Right").
+function inCorrectionArea(target) {
+  return target instanceof Element && !result.hidden && result.contains(target);
+}
+
 document.addEventListener("keydown", (event) => {
   if (event.target instanceof HTMLInputElement) return;
   if ((event.ctrlKey || event.metaKey) && event.key.toLowerCase() === "z") {
@@ -349,7 +412,15 @@ document.addEventListener("keydown", (event) => {
     predict();
   } else if (event.key === "Escape") {
     clearAll();
-  } else if (prediction && !event.ctrlKey && !event.metaKey && !event.altKey && /^[0-9a-z]$/.test(event.key)) {
+  } else if (
+    prediction &&
+    inCorrectionArea(event.target) &&
+    !event.ctrlKey &&
+    !event.metaKey &&
+    !event.altKey &&
+    /^[0-9a-z]$/.test(event.key)
+  ) {
+    event.preventDefault();
     correct(event.key);
   }
 });
