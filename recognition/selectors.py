@@ -240,13 +240,22 @@ def samples_labelled_by(samples: QuerySet[Sample], *, author_id: int) -> QuerySe
     )
 
 
-def correction_authors():
-    """People who gave at least one label, by username."""
-    return (
-        get_user_model()
-        .objects.filter(Exists(Correction.objects.filter(author=OuterRef("pk"))))
-        .order_by("username")
-    )
+def correction_authors_recent(*, limit: int) -> list:
+    """Up to ``limit`` people who gave the newest labels, newest first.
+
+    A filter listing every author ever would grow with the site; the others are
+    reached by URL or by searching their name.
+    """
+    newest = Correction.objects.exclude(author=None).order_by("-pk")
+    author_ids = list(
+        dict.fromkeys(newest.values_list("author", flat=True)[: limit * AUTHOR_SCAN_FACTOR])
+    )[:limit]
+    users = get_user_model().objects.in_bulk(author_ids)
+    return [users[pk] for pk in author_ids if pk in users]
+
+
+# How many newest corrections per listed author are read to find distinct authors.
+AUTHOR_SCAN_FACTOR = 20
 
 
 # --- Operations (the /metrics endpoint) --------------------------------------

@@ -134,6 +134,22 @@ def test_all_labels_of_one_person_can_be_found_and_excluded(mod_client, samples)
     assert set(selectors.samples_trainable().values_list("pk", flat=True)) == {samples["zero"].pk}
 
 
+def test_the_author_filters_offer_the_newest_authors_only(mod_client, samples, monkeypatch):
+    from recognition.admin import filters
+
+    monkeypatch.setattr(filters, "RECENT_AUTHORS", 2)
+    people = [User.objects.create_user(name) for name in ("early", "middle", "late")]
+    for person, sample in zip(people, ("seven", "one", "zero"), strict=True):
+        services.correct_sample(sample=samples[sample], label="x", source="api", author=person)
+    for url in (SAMPLES, "/admin/recognition/correction/"):
+        listing = mod_client.get(url).content
+        assert b">late</a>" in listing and b">middle</a>" in listing, url
+        assert b">early</a>" not in listing, url
+    # An older author is still one URL away.
+    early = mod_client.get(f"{SAMPLES}?labelled_by={people[0].pk}")
+    assert changelist_ids(early) == [samples["seven"].pk]
+
+
 def test_moderator_opens_every_page(mod_client, samples, default_model):
     services.correct_sample(sample=samples["seven"], label="t", source="api", author=teacher())
     sample = samples["seven"]
@@ -245,6 +261,22 @@ def test_confirm_records_who_checked_and_trains_nothing_new(mod_client, moderato
     assert correction.author == moderator and correction.source == "admin"
     assert correction.training_state == Correction.TrainingState.NOT_NEEDED
     assert not TrainingRun.objects.exists()
+
+
+def test_an_action_refuses_more_samples_than_it_may_change(mod_client, samples, monkeypatch):
+    from recognition.admin import actions
+
+    monkeypatch.setattr(actions, "MAX_SAMPLES_PER_ACTION", 3)
+    everything = list(samples.values())
+    for action in ("confirm", "exclude_from_training"):
+        response = act(mod_client, SAMPLES, action, everything)
+        assert "4 samples are selected; an action changes at most 3" in response.content.decode()
+    relabel = act(mod_client, SAMPLES, "relabel", everything, label="t")
+    assert "an action changes at most 3" in relabel.content.decode()
+    assert not Correction.objects.exists()
+    assert set(Sample.objects.values_list("status", flat=True)) == {Sample.Status.UNREVIEWED}
+    act(mod_client, SAMPLES, "confirm", everything[:3])
+    assert Correction.objects.count() == 3
 
 
 def test_excluded_samples_are_never_replayed(mod_client, samples):

@@ -17,6 +17,11 @@ from .. import exports, selectors, services
 from ..models import LABEL_CHOICES, Sample
 
 
+# Samples one review action may change: each label is a correction and a forward pass
+# in one transaction, which holds the database's write lock while it runs.
+MAX_SAMPLES_PER_ACTION = 500
+
+
 class RelabelForm(forms.Form):
     label = forms.ChoiceField(choices=LABEL_CHOICES)
 
@@ -41,8 +46,23 @@ class SampleReviewActions:
     def has_moderate_permission(self, request):
         return request.user.has_perm("recognition.moderate_sample")
 
+    def _too_many(self, request, queryset) -> bool:
+        """Refuse (and say so) a selection larger than one action may change."""
+        selected = queryset.count()
+        if selected <= MAX_SAMPLES_PER_ACTION:
+            return False
+        self.message_user(
+            request,
+            f"{selected} samples are selected; an action changes at most "
+            f"{MAX_SAMPLES_PER_ACTION} at a time. Narrow the filter and try again.",
+            messages.ERROR,
+        )
+        return True
+
     @admin.action(permissions=["moderate"], description="Confirm the current label")
     def confirm(self, request, queryset):
+        if self._too_many(request, queryset):
+            return
         outcomes = services.samples_confirm(samples=list(queryset), moderator=request.user)
         self.message_user(
             request,
@@ -52,6 +72,8 @@ class SampleReviewActions:
 
     @admin.action(permissions=["moderate"], description="Relabel to a chosen label")
     def relabel(self, request, queryset):
+        if self._too_many(request, queryset):
+            return None
         form = RelabelForm(request.POST if "label" in request.POST else None)
         if form.is_valid():
             label = form.cleaned_data["label"]
@@ -89,6 +111,8 @@ class SampleReviewActions:
         self._set_status(request, queryset, services.samples_include, "Included in training again")
 
     def _set_status(self, request, queryset, service, log_message):
+        if self._too_many(request, queryset):
+            return
         samples = list(queryset)
         changed = service(samples=Sample.objects.filter(pk__in=[s.pk for s in samples]))
         for sample in samples:

@@ -12,6 +12,7 @@ from training.admin import ReadOnlyAdmin, RecentVersionsFilter, version_json_of
 from training.classes import CLASSES
 
 from ..models import Correction, Prediction
+from .filters import RecentAuthorsFilter
 
 
 class CorrectionChangeColumn:
@@ -92,7 +93,7 @@ class CorrectionAdmin(CorrectionChangeColumn, AuditLogAdmin):
     list_filter = (
         "source",
         "training_state",
-        ("author", admin.RelatedOnlyFieldListFilter),
+        ("author", RecentAuthorsFilter),
         "label",
         "created_at",
     )

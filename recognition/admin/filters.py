@@ -8,6 +8,9 @@ from training.admin import RECENT_VERSIONS
 from .. import selectors
 from ..models import LABEL_CHOICES
 
+# Authors a filter offers: those of the newest labels.
+RECENT_AUTHORS = 30
+
 
 class YesNoFilter(admin.SimpleListFilter):
     """Samples whose boolean column ``field`` is true (yes) or false (no)."""
@@ -82,6 +85,14 @@ class ModelVersionFilter(admin.SimpleListFilter):
         return queryset
 
 
+class RecentAuthorsFilter(admin.RelatedFieldListFilter):
+    """An author filter offering the newest labels' authors only; others are reached by URL."""
+
+    def field_choices(self, field, request, model_admin):
+        authors = selectors.correction_authors_recent(limit=RECENT_AUTHORS)
+        return [(user.pk, user.get_username()) for user in authors]
+
+
 class LabelledByFilter(admin.SimpleListFilter):
     """Every sample one person labelled: how a careless or hostile labeller's work is undone."""
 
@@ -89,7 +100,8 @@ class LabelledByFilter(admin.SimpleListFilter):
     parameter_name = "labelled_by"
 
     def lookups(self, request, model_admin):
-        return [(str(user.pk), user.get_username()) for user in selectors.correction_authors()]
+        authors = selectors.correction_authors_recent(limit=RECENT_AUTHORS)
+        return [(str(user.pk), user.get_username()) for user in authors]
 
     def queryset(self, request, queryset):
         if self.value() and self.value().isdigit():
