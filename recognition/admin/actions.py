@@ -16,7 +16,6 @@ from training.classes import DIGITS, LETTERS
 from .. import exports, selectors, services
 from ..models import LABEL_CHOICES, Sample
 
-
 # Samples one review action may change: each label is a correction and a forward pass
 # in one transaction, which holds the database's write lock while it runs.
 MAX_SAMPLES_PER_ACTION = 500
