@@ -6,7 +6,10 @@ HOST ?= 127.0.0.1
 PORT ?= 8000
 # honcho gives each process its own $PORT, so the web server binds to WEB_BIND.
 WEB_BIND := $(HOST):$(PORT)
-export HOST PORT WEB_BIND
+# The database, media, caches and the embedded Redis's files; its port.
+VAR_DIR ?= $(CURDIR)/var
+REDIS_PORT ?= 6379
+export HOST PORT WEB_BIND VAR_DIR REDIS_PORT
 # The settings keep DEBUG off unless it is set: the local server, its setup and the
 # tests run with it on. A deployment sets the environment itself (README).
 DEBUG ?= 1

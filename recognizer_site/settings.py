@@ -132,7 +132,7 @@ LOGIN_URL = "admin:login"
 # In development whitenoise serves straight from static/; production serves collectstatic output.
 WHITENOISE_USE_FINDERS = DEBUG
 
-REDIS_URL = env("REDIS_URL", default="redis://127.0.0.1:6379/0")
+REDIS_URL = env("REDIS_URL", default=f"redis://127.0.0.1:{env('REDIS_PORT', default='6379')}/0")
 # Shared by every process (DRF throttles count here); short timeouts because the
 # prediction path must keep working while Redis is down.
 CACHES = {
