@@ -13,7 +13,7 @@ import pytest
 from rest_framework.test import APIClient
 
 from bench.faults import redis_restarted_under_load, worker_killed_mid_fine_tune
-from recognition.api import throttles
+from recognizer_site import throttles
 
 from .conftest import ONE, draw_png
 

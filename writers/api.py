@@ -6,8 +6,8 @@ from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from recognition.api.serializers import ErrorSerializer
-from recognition.api.throttles import AnonThrottle, UserThrottle
+from recognizer_site.api_errors import ErrorSerializer
+from recognizer_site.throttles import AnonThrottle, UserThrottle
 
 from . import selectors, services
 from .identity import WRITER_NAME_MAX_LENGTH, writer_of

@@ -13,8 +13,9 @@ from rest_framework.permissions import BasePermission
 from recognition import selectors
 from recognition.models import Sample
 from recognition.views import drawing_response
+from recognizer_site.api_errors import ERRORS
 
-from .serializers import ERRORS, SampleDetailSerializer, SampleListSerializer
+from .serializers import SampleDetailSerializer, SampleListSerializer
 
 
 class CanViewSamples(BasePermission):

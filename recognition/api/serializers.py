@@ -1,7 +1,7 @@
 """Response shapes of the REST API (its input fields are in ``fields``)."""
 
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiResponse, extend_schema_field
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from recognition.models import Correction, Prediction, Sample
@@ -146,20 +146,3 @@ class SampleDetailSerializer(SampleListSerializer):
 
     class Meta(SampleListSerializer.Meta):
         fields = [*SampleListSerializer.Meta.fields, "strokes", "predictions", "corrections"]
-
-
-class ErrorSerializer(serializers.Serializer):
-    class ErrorBody(serializers.Serializer):
-        code = serializers.CharField()
-        message = serializers.CharField()
-
-    error = ErrorBody()
-
-
-# Error answers, as the schema documents them.
-ERRORS = {
-    400: OpenApiResponse(ErrorSerializer, description="Bad input, with a code and a reason"),
-    404: OpenApiResponse(ErrorSerializer, description="No such object"),
-    429: OpenApiResponse(ErrorSerializer, description="Throttled"),
-}
-UNAVAILABLE = OpenApiResponse(ErrorSerializer, description="The request counter is unreachable")

@@ -9,11 +9,11 @@ from rest_framework.permissions import AllowAny, BasePermission, IsAdminUser
 from rest_framework.response import Response
 
 from recognition.models import Correction
+from recognizer_site.api_errors import ERRORS
 from training import services as training_services
 from training.models import ModelVersion, TrainingRun
 
 from .serializers import (
-    ERRORS,
     ModelVersionSerializer,
     TrainingRunPublicSerializer,
     TrainingRunSerializer,

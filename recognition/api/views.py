@@ -14,18 +14,17 @@ from rest_framework.views import APIView
 from recognition import selectors, services
 from recognition.context import DEFAULT_CONTEXT
 from recognition.models import Correction, Sample
+from recognizer_site.api_errors import ERRORS, UNAVAILABLE
+from recognizer_site.throttles import AnonThrottle, CorrectionThrottle, UserThrottle
 from writers.identity import WRITER_NAME_MAX_LENGTH, writer_of
 
 from .fields import ContextField, DrawingField, LabelField, StrokesField
 from .parsers import JSONParser
 from .serializers import (
-    ERRORS,
-    UNAVAILABLE,
     CorrectionSerializer,
     TopLabelSerializer,
     TrainingRunBriefSerializer,
 )
-from .throttles import AnonThrottle, CorrectionThrottle, UserThrottle
 
 
 def _session_key(request, *, create: bool) -> str:
