@@ -13,6 +13,7 @@ from training import charts
 from training import selectors as training_selectors
 from training.classes import CLASS_INDEX
 from training.models import ModelVersion
+from training.preprocessing import glyphs_from_bytes
 from training.pretraining import confused_pairs
 from training.registry import NoActiveModel
 from training.serving import active_model
@@ -58,7 +59,7 @@ def active_model_on_corrected_samples() -> dict | None:
     if not rows:
         return {"version": model.number, "all": None, "heldout": None}
     labels = np.array([CLASS_INDEX[label] for label, _, _ in rows])
-    glyphs = np.stack([np.frombuffer(bytes(g), np.uint8).reshape(28, 28) for _, g, _ in rows])
+    glyphs = np.concatenate([glyphs_from_bytes(g) for _, g, _ in rows])
     predicted = model.predict_proba(glyphs).argmax(axis=1)
     heldout = np.array([bool(h) for _, _, h in rows])
     return {

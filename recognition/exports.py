@@ -20,6 +20,7 @@ from django.db.models import QuerySet
 from django.utils import timezone
 
 from training.classes import CLASS_INDEX, CLASSES
+from training.preprocessing import glyphs_from_bytes
 
 from .models import Sample
 
@@ -123,7 +124,7 @@ def npz_files(samples: Iterable[Sample], *, statuses=None) -> Iterator[tuple[str
     buffer = io.BytesIO()
     np.savez_compressed(
         buffer,
-        glyphs=np.frombuffer(b"".join(glyphs), np.uint8).reshape(-1, 28, 28),
+        glyphs=glyphs_from_bytes(b"".join(glyphs)),
         labels=np.array(labels, dtype=np.int64),
         sample_ids=np.array(ids, dtype=np.int64),
         classes=np.array(CLASSES),

@@ -42,6 +42,12 @@ MIN_INK_PIXELS = 4
 NEAR_BLANK_SHARE = 0.0002
 
 
+def glyphs_from_bytes(data: bytes) -> np.ndarray:
+    """Stored glyphs (``glyph.tobytes()``, one or many joined) back as (N, 28, 28) uint8;
+    raises ValueError for bytes that are not whole glyphs."""
+    return np.frombuffer(bytes(data), np.uint8).reshape(-1, GLYPH_SIZE, GLYPH_SIZE)
+
+
 class BlankImageError(ValueError):
     """The image holds no character: no ink, or only specks of noise."""
 
