@@ -14,8 +14,8 @@ import functools
 
 import numpy as np
 
+from training import selectors as training_selectors
 from training.classes import CLASSES, SAME_SHAPE_PAIRS
-from training.models import ModelVersion
 
 MIN_CONFUSION = 0.05
 MIN_COUNT = 3
@@ -58,7 +58,7 @@ def lookalike_pairs(version_id: int) -> frozenset[frozenset[str]]:
 
     Versions are immutable, so each process derives a version's pairs once.
     """
-    version = ModelVersion.objects.filter(pk=version_id).only("metrics", "parent_id").first()
+    version = training_selectors.version_metrics_of(version_id=version_id)
     while version is not None:
         pairs = pairs_from_metrics(version.metrics)
         if pairs is not None:

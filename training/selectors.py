@@ -26,6 +26,15 @@ def version_active() -> ModelVersion | None:
     return ModelVersion.objects.filter(status=ModelVersion.Status.ACTIVE).first()
 
 
+def versions_with_parent() -> QuerySet[ModelVersion]:
+    return ModelVersion.objects.select_related("parent")
+
+
+def version_metrics_of(*, version_id: int) -> ModelVersion | None:
+    """A version with its metrics only (and the way to its parent)."""
+    return ModelVersion.objects.filter(pk=version_id).only("metrics", "parent_id").first()
+
+
 def version_active_number() -> int | None:
     return (
         ModelVersion.objects.filter(status=ModelVersion.Status.ACTIVE)

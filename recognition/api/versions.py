@@ -10,6 +10,7 @@ from rest_framework.response import Response
 
 from recognition.models import Correction
 from recognizer_site.api_errors import ERRORS
+from training import selectors as training_selectors
 from training import services as training_services
 from training.models import ModelVersion, TrainingRun
 
@@ -33,7 +34,7 @@ class CanActivateModelVersions(BasePermission):
 class ModelVersionViewSet(viewsets.ReadOnlyModelViewSet):
     """Model versions, newest first; staff activate one to roll back or forward."""
 
-    queryset = ModelVersion.objects.select_related("parent")
+    queryset = training_selectors.versions_with_parent()
     serializer_class = ModelVersionSerializer
     permission_classes = [AllowAny]
 
