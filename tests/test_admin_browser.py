@@ -1,13 +1,14 @@
 """A moderator in real headless Chromium: sign in, filter the review queue, relabel a sample."""
 
 import pytest
+from django.core.cache import cache
 from playwright.sync_api import expect
 
 from recognition import services
 from recognition.models import Correction, Sample
 from training.models import TrainingRun
 
-from .conftest import ARTIFACTS, ONE, SEVEN, draw_png
+from .conftest import ARTIFACTS, ONE, SEVEN, copy_of, draw_png
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
@@ -76,5 +77,37 @@ def test_moderator_filters_the_queue_and_relabels(page, default_model):
     expect(page.locator("#corrections-group")).to_contain_text("1 -> 7")
     page.screenshot(path=ARTIFACTS / "admin-sample-detail.png", full_page=True)
     page.goto(f"{admin}recognition/sample/dashboard/")
-    expect(page.locator("#accuracy-over-versions img")).to_have_js_property("naturalWidth", 800)
+    # One version is no line: a sentence says so rather than an empty axis.
+    chart = page.locator("#accuracy-over-versions")
+    expect(chart).to_contain_text("One version so far: the chart appears once there are two.")
+    expect(chart.locator("img")).to_have_count(0)
+    copy_of(default_model)
+    cache.clear()  # the chart is kept between pages
+    page.reload()
+    expect(chart.locator("img")).to_have_js_property("naturalWidth", 800)
+    expect(chart).not_to_contain_text("One version so far")
     page.screenshot(path=ARTIFACTS / "admin-dashboard.png", full_page=True)
+
+
+def test_a_version_page_shows_the_whole_confusion_matrix_and_an_icon(page, default_model):
+    services.moderator_create(username="mod", password=PASSWORD)
+    errors = []
+    page.on("console", lambda message: errors.append(message) if message.type == "error" else None)
+    page.set_viewport_size({"width": 1280, "height": 900})
+    page.fill("#id_username", "mod")
+    page.fill("#id_password", PASSWORD)
+    page.get_by_role("button", name="Log in").click()
+    admin = page.url.split("/admin/")[0] + "/admin/"
+    page.goto(f"{admin}training/modelversion/{default_model.pk}/change/")
+    image = page.locator(".field-confusion_matrix img")
+    expect(image).to_have_js_property("naturalWidth", 900)
+    # The image shrinks to its box: the last columns (x, y, z) and the colour bar show.
+    field = page.locator(".field-confusion_matrix").bounding_box()
+    shown = image.bounding_box()
+    assert shown["x"] + shown["width"] <= field["x"] + field["width"], (shown, field)
+    ratio = shown["height"] / shown["width"]
+    assert abs(ratio - 850 / 900) < 0.02  # scaled, not squashed
+    page.screenshot(path=ARTIFACTS / "admin-version-confusion.png", full_page=True)
+    page.wait_for_load_state("networkidle")
+    assert page.locator('link[rel="icon"]').count() == 1
+    assert [error.text for error in errors] == []

@@ -76,7 +76,9 @@ def test_keyboard_undo_and_blank(page):
     page.keyboard.press("Control+z")
     page.keyboard.press("Enter")
     expect(page.locator("#guess-label")).to_have_text("7")
-    # A letter key corrects while a prediction is shown and the focus is on its labels.
+    # A letter key corrects while a prediction is shown and the focus is on its labels,
+    # as the hint says where there is a keyboard.
+    assert "press its key" in page.locator("#confirm-row").inner_text()
     page.get_by_role("group", name="Correct label").get_by_role("button").first.focus()
     page.keyboard.press("t")
     expect(page.locator("#status")).to_contain_text("Learned for you")
@@ -218,3 +220,86 @@ def test_the_canvas_shows_its_keyboard_focus(page):
     expect(page.locator("#canvas")).to_be_focused()
     # The frame clips what lies outside the canvas: the ring must show inside it.
     assert ring_pixels(page) > 4 * 280
+
+
+def console_errors(page):
+    """The console errors the page logs from now on, with the URL each is about."""
+    errors = []
+    page.on(
+        "console",
+        lambda message: (
+            errors.append(f"{message.text} {message.location.get('url', '')}")
+            if message.type == "error"
+            else None
+        ),
+    )
+    return errors
+
+
+def test_the_page_loads_without_console_errors(browser, live_server, default_model):
+    page = browser.new_context().new_page()
+    errors = console_errors(page)
+    page.goto(live_server.url)
+    expect(page.locator("#model-version")).to_have_text(f"v{default_model.number}")
+    page.wait_for_load_state("networkidle")
+    assert errors == []  # a missing /favicon.ico was one
+    icon = page.locator('link[rel="icon"]').get_attribute("href")
+    assert page.request.get(live_server.url + icon).ok
+
+
+def test_the_pen_width_slider_shows_its_value(page):
+    slider = page.locator("#pen-width")
+    shown = page.locator("#pen-width-value")
+    expect(shown).to_have_text("18 px")
+    expect(slider).to_have_attribute("aria-valuetext", "18 px")
+    slider.fill("26")
+    expect(shown).to_have_text("26 px")
+    expect(slider).to_have_attribute("aria-valuetext", "26 px")
+    slider.focus()
+    page.keyboard.press("ArrowLeft")
+    expect(shown).to_have_text("25 px")
+
+
+def test_on_a_phone_the_correction_is_confirmed_in_sight(browser, live_server, default_model):
+    context = browser.new_context(
+        viewport={"width": 390, "height": 844},
+        device_scale_factor=3,
+        is_mobile=True,
+        has_touch=True,
+    )
+    page = context.new_page()
+    page.goto(live_server.url)
+    draw(page, SEVEN)
+    page.get_by_role("button", name="Recognize").tap()
+    expect(page.locator("#guess-label")).to_have_text("7")
+    # No keyboard on a phone: the hint about label keys is left out.
+    expect(page.locator("#confirm-row .key-hint")).to_be_hidden()
+    assert "press its key" not in page.locator("#confirm-row").inner_text()
+    expect(page.locator("#confirm-row")).to_contain_text("or pick the right label")
+
+    # The answer in sight, the grid's first row at the bottom of the screen, as after a
+    # short scroll: the rest of the grid, and the line below it, are out of sight.
+    label = page.locator('.label-button[data-label="1"]')
+    label.evaluate(
+        "button => window.scrollTo(0, window.scrollY + button.getBoundingClientRect().bottom"
+        " - window.innerHeight + 4)"
+    )
+    assert label.bounding_box()["y"] > 844 - 80
+    label.tap()
+    status = page.locator("#status")
+    expect(status).to_have_text("Learned for you; a moderator will review it for everyone.")
+    # The line under the grid comes into sight (a smooth scroll), the tapped label with it.
+    page.wait_for_function(
+        "() => { const box = document.getElementById('status').getBoundingClientRect();"
+        " return box.top >= 0 && box.bottom <= window.innerHeight; }",
+        timeout=5_000,
+    )
+    page.wait_for_timeout(300)  # the scroll settles
+    box = status.bounding_box()
+    assert box["y"] >= 0 and box["y"] + box["height"] <= 844, box
+    assert box["x"] >= 0 and box["x"] + box["width"] <= 390, box
+    tapped = label.bounding_box()
+    assert tapped["y"] >= 0 and tapped["y"] + tapped["height"] <= 844, tapped
+    expect(label).to_have_attribute("aria-pressed", "true")
+    page.screenshot(path=ARTIFACTS / "page-phone-correction.png")
+    assert Correction.objects.get().label == "1"

@@ -135,3 +135,40 @@ def test_an_answer_the_writer_corrected_before_is_asked_about(page):
     with page.expect_response("**/corrections/"):
         question.get_by_role("button", name="1", exact=True).click()
     assert [c.label for c in Correction.objects.order_by("pk")] == ["1", "1"]
+
+
+def test_digits_mode_offers_only_digits_to_correct_to(page):
+    corrections = []
+    page.on("request", lambda r: corrections.append(r) if "/corrections/" in r.url else None)
+    page.get_by_role("radio", name="Digits").check()
+    recognize(page, SEVEN)
+    expect(page.locator("#guess-label")).to_have_text("7")
+    labels = page.get_by_role("group", name="Correct label").get_by_role("button")
+    expect(labels).to_have_count(10)  # the letters are not offered: the answer was a digit
+    expect(page.locator('.label-button[data-label="t"]')).to_be_hidden()
+    assert labels.all_text_contents() == list("0123456789")
+
+    page.locator('.label-button[data-label="7"]').focus()
+    page.keyboard.press("t")  # a letter is no answer in a digit field
+    page.wait_for_load_state("networkidle")
+    assert corrections == []
+    with page.expect_response("**/corrections/"):
+        page.keyboard.press("1")
+    expect(page.locator("#status")).to_contain_text("Learned for you")
+    assert [correction.label for correction in Correction.objects.all()] == ["1"]
+
+    # Letters mode offers the letters; the choice follows the answer, not the switch.
+    page.get_by_role("radio", name="Letters").check()
+    expect(labels).to_have_count(10)  # still the digit answer on screen
+    page.get_by_role("button", name="Clear").click()  # the radio keeps the focus from Escape
+    recognize(page, ONE)
+    expect(labels).to_have_count(26)
+    expect(page.locator('.label-button[data-label="1"]')).to_be_hidden()
+    page.locator('.label-button[data-label="l"]').click()
+    expect(page.locator("#status")).to_contain_text(re.compile("Saved|Learned for you"))
+    assert Correction.objects.order_by("-pk").first().label == "l"
+
+    page.get_by_role("radio", name="Any").check()
+    page.get_by_role("button", name="Clear").click()
+    recognize(page, SEVEN)
+    expect(labels).to_have_count(36)

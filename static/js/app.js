@@ -4,6 +4,7 @@
 const canvas = document.getElementById("canvas");
 const context = canvas.getContext("2d");
 const penWidth = document.getElementById("pen-width");
+const penWidthValue = document.getElementById("pen-width-value");
 const statusLine = document.getElementById("status");
 const result = document.getElementById("result");
 const modelVersion = document.getElementById("model-version");
@@ -15,6 +16,7 @@ const strokes = []; // [{width, points: [[x, y, t], ...]}], in CSS pixels
 let startedAt = null;
 let current = null;
 let prediction = null; // the last answer of POST /api/predictions/
+let predictionMode = "all"; // the mode (Any, Digits, Letters) that answer was restricted to
 let pollTimer = null;
 let predicting = false; // a POST /api/predictions/ is in flight
 let drawingRevision = 0; // bumped whenever the drawing changes, to drop stale answers
@@ -174,6 +176,15 @@ function say(message, tone = "") {
   statusLine.dataset.tone = tone;
 }
 
+// The line below the label grid is out of sight on a phone, where the grid fills the
+// screen: after a tap on a label, bring the answer to it into view, the tapped row with it.
+function revealStatus() {
+  const box = statusLine.getBoundingClientRect();
+  if (box.top >= 0 && box.bottom <= window.innerHeight) return;
+  const still = window.matchMedia("(prefers-reduced-motion: reduce)").matches;
+  statusLine.scrollIntoView({ block: "nearest", behavior: still ? "auto" : "smooth" });
+}
+
 async function showActiveVersion() {
   try {
     const version = await api("GET", "/api/model-versions/active/");
@@ -196,6 +207,7 @@ async function predict() {
   const revision = drawingRevision;
   const image = canvas.toDataURL("image/png");
   const sentStrokes = strokes.map((stroke) => stroke.points);
+  const mode = currentMode();
   let answer = null;
   let failure = null;
   try {
@@ -203,7 +215,7 @@ async function predict() {
       image,
       strokes: sentStrokes.length ? sentStrokes : null,
       source: "page",
-      classes: currentMode(),
+      classes: mode,
     });
   } catch (error) {
     failure = error;
@@ -226,6 +238,7 @@ async function predict() {
     return;
   }
   prediction = answer;
+  predictionMode = mode;
   showPrediction(prediction);
   say("");
 }
@@ -259,6 +272,8 @@ function showPrediction(answer) {
   for (const button of document.querySelectorAll(".label-button")) {
     button.classList.toggle("predicted", button.dataset.label === answer.label);
     button.setAttribute("aria-pressed", "false");
+    // The answer was restricted to the mode's labels: so is its correction.
+    button.hidden = !labelOffered(button.dataset.label);
   }
   document.getElementById("personal-badge").hidden = !answer.personal;
   showLookalikes(answer.lookalikes, answer.personal);
@@ -271,6 +286,14 @@ const MODE_KEY = "recognizer.classes";
 
 function currentMode() {
   return modeSwitch.querySelector("input:checked").value;
+}
+
+const MODE_LABELS = { digits: /^[0-9]$/, letters: /^[a-z]$/, all: /^[0-9a-z]$/ };
+
+// Whether the shown answer can be corrected to ``label``: the labels of the mode it
+// was predicted in (Digits: 0-9, Letters: a-z, Any: both).
+function labelOffered(label) {
+  return (MODE_LABELS[predictionMode] || MODE_LABELS.all).test(label);
 }
 
 function restoreMode() {
@@ -338,6 +361,7 @@ async function correct(label) {
   } catch (error) {
     say(error.message, "error");
   }
+  if (!result.hidden) revealStatus(); // hidden: the line sits under the canvas
 }
 
 function stopPolling() {
@@ -393,6 +417,15 @@ document.getElementById("lookalike-buttons").addEventListener("click", (event) =
   const button = event.target.closest(".lookalike-button");
   if (button) correct(button.dataset.label);
 });
+
+// The slider's value in pixels, shown beside it and read out by screen readers.
+function showPenWidth() {
+  const text = `${penWidth.value} px`;
+  penWidthValue.textContent = text;
+  penWidth.setAttribute("aria-valuetext", text);
+}
+
+penWidth.addEventListener("input", showPenWidth);
 modeSwitch.addEventListener("change", () => localStorage.setItem(MODE_KEY, currentMode()));
 document.getElementById("forget").addEventListener("click", forgetHandwriting);
 
@@ -418,7 +451,7 @@ document.addEventListener("keydown", (event) => {
     !event.ctrlKey &&
     !event.metaKey &&
     !event.altKey &&
-    /^[0-9a-z]$/.test(event.key)
+    labelOffered(event.key)
   ) {
     event.preventDefault();
     correct(event.key);
@@ -427,5 +460,6 @@ document.addEventListener("keydown", (event) => {
 
 window.matchMedia(`(resolution: ${window.devicePixelRatio}dppx)`).addEventListener?.("change", setUpCanvas);
 restoreMode();
+showPenWidth(); // a reload may keep the slider where it was
 setUpCanvas();
 showActiveVersion();
