@@ -13,7 +13,7 @@ from training import charts
 from training import selectors as training_selectors
 from training.classes import CLASS_INDEX
 from training.models import ModelVersion
-from training.preprocessing import glyphs_from_bytes
+from training.preprocessing import glyph_from_bytes
 from training.pretraining import confused_pairs
 from training.registry import NoActiveModel
 from training.serving import active_model
@@ -59,7 +59,7 @@ def active_model_on_corrected_samples() -> dict | None:
     if not rows:
         return {"version": model.number, "all": None, "heldout": None}
     labels = np.array([CLASS_INDEX[label] for label, _, _ in rows])
-    glyphs = np.concatenate([glyphs_from_bytes(g) for _, g, _ in rows])
+    glyphs = np.stack([glyph_from_bytes(g) for _, g, _ in rows])
     predicted = model.predict_proba(glyphs).argmax(axis=1)
     heldout = np.array([bool(h) for _, _, h in rows])
     return {
@@ -82,10 +82,16 @@ def _version_rows() -> list[dict]:
     ]
 
 
+# The scores the accuracy chart draws, one line each.
+CHARTED = ("overall", "digits", "letters")
+
+
 def figures_refresh() -> dict:
     """Compute the slow figures (per-class counts, confused pairs, the active model on
     corrected samples, the accuracy chart) and keep them for the pages."""
     rows = _version_rows()
+    # One point a line is an empty axis: the chart needs two versions with scores.
+    scored = [row for row in rows if any(row.get(k) is not None for k in CHARTED)]
     figures = {
         "computed_at": timezone.now(),
         "class_counts": list(selectors.sample_counts_by_class().items()),
@@ -95,7 +101,7 @@ def figures_refresh() -> dict:
             charts.data_url(
                 charts.accuracy_over_versions_png(rows, measure=training_selectors.MEASURE)
             )
-            if rows
+            if len(scored) >= 2
             else None
         ),
     }

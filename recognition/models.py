@@ -13,7 +13,7 @@ from django.db.models import Case, Q, Value, When
 from django.utils import timezone
 
 from training.classes import CLASSES
-from training.preprocessing import glyphs_from_bytes
+from training.preprocessing import glyph_from_bytes
 
 LABEL_CHOICES = [(label, label) for label in CLASSES]
 
@@ -152,7 +152,7 @@ class Sample(models.Model):
         super().save(*args, **kwargs)
 
     def glyph_array(self) -> np.ndarray:
-        return glyphs_from_bytes(self.glyph)[0]
+        return glyph_from_bytes(self.glyph)
 
     def label_correction(self) -> "Correction | None":
         """The correction the label comes from: the latest moderator's, else the latest."""

@@ -21,7 +21,7 @@ from django.db.models.functions import Coalesce, Mod
 from django.db.models.lookups import Exact
 
 from training.classes import CLASSES
-from training.preprocessing import glyphs_from_bytes
+from training.preprocessing import glyph_from_bytes
 
 from .models import LATENCY_BOUNDS_MS, Correction, PredictionTally, Sample
 
@@ -297,4 +297,4 @@ def correction_counts() -> dict[tuple[str, str], int]:
 def sample_glyphs(*, sample_ids) -> dict:
     """The 28x28 glyphs of these samples by id; samples that are gone are left out."""
     rows = Sample.objects.filter(pk__in=list(sample_ids)).values_list("pk", "glyph")
-    return {pk: glyphs_from_bytes(glyph)[0] for pk, glyph in rows}
+    return {pk: glyph_from_bytes(glyph) for pk, glyph in rows}

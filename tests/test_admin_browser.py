@@ -6,7 +6,7 @@ from playwright.sync_api import expect
 
 from recognition import services
 from recognition.models import Correction, Sample
-from training.models import TrainingRun
+from training.models import ModelVersion, TrainingRun
 
 from .conftest import ARTIFACTS, ONE, SEVEN, copy_of, draw_png
 
@@ -77,15 +77,22 @@ def test_moderator_filters_the_queue_and_relabels(page, default_model):
     expect(page.locator("#corrections-group")).to_contain_text("1 -> 7")
     page.screenshot(path=ARTIFACTS / "admin-sample-detail.png", full_page=True)
     page.goto(f"{admin}recognition/sample/dashboard/")
-    # One version is no line: a sentence says so rather than an empty axis.
+    # One version without figures is no line: a sentence says so rather than an empty axis.
     chart = page.locator("#accuracy-over-versions")
-    expect(chart).to_contain_text("One version so far: the chart appears once there are two.")
+    expect(chart).to_contain_text("No chart yet: it appears once two versions have figures")
     expect(chart.locator("img")).to_have_count(0)
-    copy_of(default_model)
+    # A fine-tune records its own figures and its parent's: two points a line.
+    figures = {"overall": 0.9, "digits": 0.9, "letters": 0.9}
+    fine_tune = copy_of(default_model)
+    ModelVersion.objects.filter(pk=fine_tune.pk).update(
+        parent=default_model,
+        training_info={"kind": "fine-tune"},
+        metrics={**figures, **{f"parent_{key}": 0.8 for key in figures}},
+    )
     cache.clear()  # the chart is kept between pages
     page.reload()
     expect(chart.locator("img")).to_have_js_property("naturalWidth", 800)
-    expect(chart).not_to_contain_text("One version so far")
+    expect(chart).not_to_contain_text("No chart yet")
     page.screenshot(path=ARTIFACTS / "admin-dashboard.png", full_page=True)
 
 

@@ -6,7 +6,12 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw
 
-from training.preprocessing import BlankImageError, preprocess_image
+from training.preprocessing import (
+    BlankImageError,
+    glyph_from_bytes,
+    glyphs_from_bytes,
+    preprocess_image,
+)
 
 from .drawing import SEVEN, ZERO, draw_png
 
@@ -129,3 +134,13 @@ def test_near_blank_raises():
     ImageDraw.Draw(image).point([(40, 40), (200, 100)], fill=0)
     with pytest.raises(BlankImageError):
         preprocess_image(image)
+
+
+def test_stored_glyphs_decode_whole_or_not_at_all():
+    glyph = np.arange(784, dtype=np.uint8).reshape(28, 28)
+    assert np.array_equal(glyph_from_bytes(glyph.tobytes()), glyph)
+    assert glyphs_from_bytes(glyph.tobytes() * 3).shape == (3, 28, 28)
+    assert glyphs_from_bytes(b"").shape == (0, 28, 28)
+    for damaged in (b"", b"damaged", glyph.tobytes() * 2, glyph.tobytes() + b"x"):
+        with pytest.raises(ValueError):
+            glyph_from_bytes(damaged)

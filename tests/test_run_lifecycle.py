@@ -186,6 +186,15 @@ def test_the_sweep_stops_requeueing_runs_that_a_sample_breaks_until_a_new_correc
     assert TrainingRun.objects.filter(status="queued").exists()
 
 
+def test_the_sweep_keeps_working_with_no_active_version(default_model, quick):
+    corrected(*misread_handwriting(1)[0])
+    ModelVersion.objects.update(status="retired")
+    for _ in range(4):
+        run = services.training_run_execute(run_id=TrainingRun.objects.get(status="queued").pk)
+        assert run.status == "failed" and "no active model version" in run.error
+        assert runs.training_runs_sweep()["dispatched"] is not None
+
+
 def test_a_claim_that_waited_for_the_running_run_starts_after_it_finished(transactional_db):
     """As in a publish: the running run's transaction beats, then finishes; a claim made
     between the two waits for its commit and must not date its start before that finish."""

@@ -122,3 +122,9 @@ def test_a_dot_is_no_character_but_a_dash_is_read(canvas, width):
         preprocess_image(draw([np.array([[0, 0]], np.float32)], pen))
     dash = np.array([[0, 0], [1, 0]], np.float32)  # one and a half pen widths long
     assert preprocess_image(draw([dash], pen)).any()
+
+
+def test_a_filled_character_is_no_dot():
+    """A fat pen closes a small "o": a blot, but a big one on its canvas, so it is read."""
+    pen = Pen(280, 36, 100, 100, 66)
+    assert preprocess_image(draw(SHAPES["o"], pen)).any()

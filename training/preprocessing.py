@@ -31,8 +31,10 @@ STROKE_LEVEL = 0.5
 FAT_PEN_MARGIN = 1.0
 # Ink this many times deeper than the pen's half-width is a filled bowl, not a stroke.
 FILLED_DEPTH = 1.3
-# Ink spanning fewer pen widths than this is a dot: no character is that short.
+# Ink spanning fewer pen widths than this is a blot, and a blot smaller than this share
+# of the image is a tap: a 40 px pen's dot is a seventh of a 280 px canvas.
 DOT_EXTENT = 1.4
+DOT_SHARE = 0.16
 # Ink contrast (0-255 above the background) below which a pixel is paper.
 INK_THRESHOLD = 40
 # Connected pieces of ink holding less than this share of all ink are specks.
@@ -45,7 +47,18 @@ NEAR_BLANK_SHARE = 0.0002
 def glyphs_from_bytes(data: bytes) -> np.ndarray:
     """Stored glyphs (``glyph.tobytes()``, one or many joined) back as (N, 28, 28) uint8;
     raises ValueError for bytes that are not whole glyphs."""
-    return np.frombuffer(bytes(data), np.uint8).reshape(-1, GLYPH_SIZE, GLYPH_SIZE)
+    data = bytes(data)
+    if len(data) % (GLYPH_SIZE * GLYPH_SIZE):
+        raise ValueError(f"{len(data)} bytes are not whole {GLYPH_SIZE}x{GLYPH_SIZE} glyphs")
+    return np.frombuffer(data, np.uint8).reshape(-1, GLYPH_SIZE, GLYPH_SIZE)
+
+
+def glyph_from_bytes(data: bytes) -> np.ndarray:
+    """One stored glyph back as (28, 28) uint8; raises ValueError for anything else."""
+    glyphs = glyphs_from_bytes(data)
+    if len(glyphs) != 1:
+        raise ValueError(f"{len(glyphs)} glyphs where one was stored")
+    return glyphs[0]
 
 
 class BlankImageError(ValueError):
@@ -142,7 +155,7 @@ def _drop_specks(ink: np.ndarray, pixels: int) -> np.ndarray:
     return ink[_box(mask)]
 
 
-def normalise_stroke_width(ink: np.ndarray) -> np.ndarray:
+def normalise_stroke_width(ink: np.ndarray, *, image_side: int) -> np.ndarray:
     """The glyph's skeleton re-inked at one canonical width, longer side ``STROKE_SIZE`` px.
 
     A canvas can be drawn with any pen: thin lines would fade to faint traces in the
@@ -152,6 +165,7 @@ def normalise_stroke_width(ink: np.ndarray) -> np.ndarray:
     as the pen is wider than the canonical one.
     """
     height, width = ink.shape
+    inked_share = max(height, width) / image_side
     factor = max(height, width) // STROKE_SIZE
     if factor > 1:
         ink = np.asarray(Image.fromarray(ink, mode="F").reduce(factor))
@@ -166,9 +180,11 @@ def normalise_stroke_width(ink: np.ndarray) -> np.ndarray:
         raise BlankImageError("no ink left after scaling")
     mask = ink >= STROKE_LEVEL * peak
     depth = ndimage.distance_transform_edt(mask)
-    # A tap or a blot is no wider than the pen: scaled up, its skeleton would be a cross.
+    # A tap is a small round blot, no longer than the pen is wide: scaled up, its
+    # skeleton would be a cross. (A large one is a filled character: a fat "o".)
     rows, cols = _box(mask)
-    if max(rows.stop - rows.start, cols.stop - cols.start) < DOT_EXTENT * 2 * depth.max():
+    round_blot = max(rows.stop - rows.start, cols.stop - cols.start) < DOT_EXTENT * 2 * depth.max()
+    if round_blot and inked_share < DOT_SHARE:
         raise BlankImageError("only a dot, not a character")
     skeleton = skeletonize(mask)
     if not skeleton.any():
@@ -203,7 +219,7 @@ def preprocess_image(image: Image.Image) -> np.ndarray:
     if min(image.size) < 2:
         raise BlankImageError("image too small")
     ink = _drop_specks(_ink_region(_gray_planes(image)), image.width * image.height)
-    glyph = normalise_stroke_width(ink)
+    glyph = normalise_stroke_width(ink, image_side=max(image.size))
     glyph = glyph[_box(glyph)]
 
     height, width = glyph.shape

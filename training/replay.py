@@ -17,7 +17,7 @@ from django.db import connections
 from recognition import selectors
 
 from .classes import CLASS_INDEX, CLASSES
-from .preprocessing import glyphs_from_bytes
+from .preprocessing import glyph_from_bytes
 
 # Earlier samples replayed per class: enough to hold each class, few enough to stay quick.
 REPLAY_PER_CLASS = 20
@@ -52,7 +52,7 @@ def _glyph_set(rows) -> GlyphSet:
         return GlyphSet.empty()
     ids, labels, glyphs = zip(*rows, strict=True)
     return GlyphSet(
-        np.concatenate([glyphs_from_bytes(g) for g in glyphs]),
+        np.stack([glyph_from_bytes(g) for g in glyphs]),
         np.array([CLASS_INDEX[label] for label in labels], np.int64),
         tuple(ids),
     )

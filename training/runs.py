@@ -183,6 +183,8 @@ def _active_version_keeps_failing() -> bool:
     correction still tries again, and activating another version starts afresh.
     """
     active = selectors.version_active()
+    if active is None:  # nothing to fine-tune: each run fails at once, and says why
+        return False
     last = selectors.runs_last_finished(parent=active, limit=FAILED_RUNS_BEFORE_PAUSE)
     if len(last) < FAILED_RUNS_BEFORE_PAUSE or any(
         r.status != TrainingRun.Status.FAILED for r in last
@@ -215,7 +217,10 @@ def training_runs_sweep() -> dict:
         error="worker lost: no heartbeat; its corrections go to the next run",
     )
     requeued = None
-    if recognition_selectors.corrections_pending().exists() and not _active_version_keeps_failing():
+    # A pause only stops new runs: a queued one whose message was lost is still sent.
+    if recognition_selectors.corrections_pending().exists() and (
+        selectors.run_queued() is not None or not _active_version_keeps_failing()
+    ):
         run, created = _queued_run()
         if created:
             # Its task is sent when this commits, which records its task_id in the row,

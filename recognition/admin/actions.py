@@ -16,8 +16,8 @@ from training.classes import DIGITS, LETTERS
 from .. import exports, selectors, services
 from ..models import LABEL_CHOICES, Sample
 
-# Samples one review action may change: each label is a correction and a forward pass
-# in one transaction, which holds the database's write lock while it runs.
+# Samples one confirm or relabel may label: each label is a correction and a forward
+# pass in one transaction, which holds the database's write lock while it runs.
 MAX_SAMPLES_PER_ACTION = 500
 
 
@@ -46,13 +46,13 @@ class SampleReviewActions:
         return request.user.has_perm("recognition.moderate_sample")
 
     def _too_many(self, request, queryset) -> bool:
-        """Refuse (and say so) a selection larger than one action may change."""
+        """Refuse (and say so) a selection larger than one action may label."""
         selected = queryset.count()
         if selected <= MAX_SAMPLES_PER_ACTION:
             return False
         self.message_user(
             request,
-            f"{selected} samples are selected; an action changes at most "
+            f"{selected} samples are selected; confirm and relabel label at most "
             f"{MAX_SAMPLES_PER_ACTION} at a time. Narrow the filter and try again.",
             messages.ERROR,
         )
@@ -110,8 +110,6 @@ class SampleReviewActions:
         self._set_status(request, queryset, services.samples_include, "Included in training again")
 
     def _set_status(self, request, queryset, service, log_message):
-        if self._too_many(request, queryset):
-            return
         samples = list(queryset)
         changed = service(samples=Sample.objects.filter(pk__in=[s.pk for s in samples]))
         for sample in samples:

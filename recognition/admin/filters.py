@@ -80,7 +80,7 @@ class ModelVersionFilter(admin.SimpleListFilter):
         return [(str(number), f"v{number}") for number in numbers]
 
     def queryset(self, request, queryset):
-        if self.value() and self.value().isdigit():
+        if self.value() and self.value().isdecimal():
             return queryset.filter(model_version_number=int(self.value()))
         return queryset
 
@@ -104,6 +104,6 @@ class LabelledByFilter(admin.SimpleListFilter):
         return [(str(user.pk), user.get_username()) for user in authors]
 
     def queryset(self, request, queryset):
-        if self.value() and self.value().isdigit():
+        if self.value() and self.value().isdecimal():
             return selectors.samples_labelled_by(queryset, author_id=int(self.value()))
         return queryset

@@ -31,13 +31,18 @@ def sample_confirm(*, sample: Sample, moderator) -> CorrectionOutcome:
     fine-tune only when it teaches the model something, as any correction does.
     An excluded sample stays excluded.
     """
-    sample.refresh_from_db(fields=["label", "status", "predicted_label"])  # as stored
-    return _moderator_label(
-        sample=sample,
-        label=sample.label or sample.predicted_label,
-        moderator=moderator,
-        status=Sample.Status.CONFIRMED,
-    )
+    with transaction.atomic():
+        # The label as stored, locked: a correction committed meanwhile is what is confirmed.
+        sample.refresh_from_db(
+            fields=["label", "status", "predicted_label"],
+            from_queryset=Sample.objects.select_for_update(),
+        )
+        return _moderator_label(
+            sample=sample,
+            label=sample.label or sample.predicted_label,
+            moderator=moderator,
+            status=Sample.Status.CONFIRMED,
+        )
 
 
 def samples_confirm(*, samples, moderator) -> list[CorrectionOutcome]:

@@ -19,6 +19,7 @@ let prediction = null; // the last answer of POST /api/predictions/
 let predictionMode = "all"; // the mode (Any, Digits, Letters) that answer was restricted to
 let pollTimer = null;
 let predicting = false; // a POST /api/predictions/ is in flight
+let askedWhilePredicting = false; // Recognize was pressed again meanwhile
 let drawingRevision = 0; // bumped whenever the drawing changes, to drop stale answers
 
 // --- Canvas ---------------------------------------------------------------
@@ -198,8 +199,14 @@ async function showActiveVersion() {
 // --- Predicting -----------------------------------------------------------
 
 async function predict() {
-  if (predicting) return; // one drawing, one sample: a double click sends it once
+  if (predicting) {
+    // One drawing, one sample: a double click sends it once. A press after the drawing
+    // changed is answered when this request returns (below).
+    askedWhilePredicting = true;
+    return;
+  }
   predicting = true;
+  askedWhilePredicting = false;
   const hadFocus = document.activeElement === predictButton;
   predictButton.disabled = true;
   stopPolling();
@@ -229,6 +236,7 @@ async function predict() {
   }
   if (revision !== drawingRevision) {
     say(""); // the drawing changed meanwhile: this answer is about a drawing that is gone
+    if (askedWhilePredicting && strokes.length) predict();
     return;
   }
   if (failure) {
