@@ -144,6 +144,10 @@ def test_the_author_filters_offer_the_newest_authors_only(mod_client, samples, m
         listing = mod_client.get(url).content
         assert b">late</a>" in listing and b">middle</a>" in listing, url
         assert b">early</a>" not in listing, url
+    # Each correction shows what was drawn beside what it was labelled.
+    corrections = mod_client.get("/admin/recognition/correction/").content.decode()
+    for sample in ("seven", "one", "zero"):
+        assert f'src="{SAMPLES}{samples[sample].pk}/drawing.png"' in corrections
     # An older author is still one URL away.
     early = mod_client.get(f"{SAMPLES}?labelled_by={people[0].pk}")
     assert changelist_ids(early) == [samples["seven"].pk]

@@ -1,12 +1,15 @@
 """A moderator in real headless Chromium: sign in, filter the review queue, relabel a sample."""
 
 import pytest
+from django.contrib.auth.models import User
 from django.core.cache import cache
+from django.utils import timezone
 from playwright.sync_api import expect
 
 from recognition import services
 from recognition.models import Correction, Sample
 from training.models import ModelVersion, TrainingRun
+from writers.models import PersonalModel
 
 from .conftest import ARTIFACTS, ONE, SEVEN, copy_of, draw_png
 
@@ -118,3 +121,64 @@ def test_a_version_page_shows_the_whole_confusion_matrix_and_an_icon(page, defau
     page.wait_for_load_state("networkidle")
     assert page.locator('link[rel="icon"]').count() == 1
     assert [error.text for error in errors] == []
+
+
+LAST_HEADER_PLACE = """() => {
+    const results = document.querySelector("#changelist .results");
+    const last = () => results.querySelector("#result_list thead th:last-child");
+    const box = results.getBoundingClientRect();
+    const shown = {
+        text: last().textContent.trim(),
+        right: last().getBoundingClientRect().right,
+        boxRight: box.right,
+        viewport: document.documentElement.clientWidth,
+        overflowX: getComputedStyle(results).overflowX,
+        scrollWidth: results.scrollWidth,
+        clientWidth: results.clientWidth,
+    };
+    results.scrollLeft = results.scrollWidth;  // as far right as a person can scroll
+    shown.scrolledRight = last().getBoundingClientRect().right;
+    results.scrollLeft = 0;
+    return shown;
+}"""
+
+
+def test_changelists_keep_their_last_column_in_reach(page, default_model):
+    root = User.objects.create_superuser("root", "root@example.com", PASSWORD)
+    sample = services.predict_drawing(image_data=draw_png(SEVEN), source="page").sample
+    services.correct_sample(sample=sample, label="1", source="page")
+    PersonalModel.objects.create(
+        writer=f"user:{root.pk}",
+        user=root,
+        model_version=default_model,
+        features=b"\0" * 512,
+        labels="1",
+        corrections=1,
+        last_used_at=timezone.now(),
+    )
+    page.set_viewport_size({"width": 1280, "height": 800})
+    page.fill("#id_username", "root")
+    page.fill("#id_password", PASSWORD)
+    page.get_by_role("button", name="Log in").click()
+    admin = page.url.split("/admin/")[0] + "/admin/"
+    lists = ("recognition/sample/", "writers/personalmodel/", "recognition/correction/")
+    for width in (1280, 1024):
+        page.set_viewport_size({"width": width, "height": 800})
+        for path in lists:
+            page.goto(admin + path)
+            expect(page.locator("#result_list tbody tr")).to_have_count(1)
+            shown = page.evaluate(LAST_HEADER_PLACE)
+            where = (width, path, shown)
+            # Never past the window's edge: nothing needs the page itself scrolled sideways.
+            assert shown["boxRight"] <= shown["viewport"], where
+            if width == 1280:
+                # Beside the filter sidebar the whole row fits its box, no scrolling.
+                assert shown["right"] <= shown["boxRight"] + 0.5, where
+            elif shown["right"] > shown["boxRight"] + 0.5:
+                # Narrower, the results scroll inside their box, to the last column.
+                assert shown["overflowX"] in ("auto", "scroll"), where
+                assert shown["scrollWidth"] > shown["clientWidth"], where
+                assert shown["scrolledRight"] <= shown["boxRight"] + 0.5, where
+    page.set_viewport_size({"width": 1280, "height": 800})
+    page.goto(admin + "recognition/sample/")
+    page.screenshot(path=ARTIFACTS / "admin-sample-changelist.png", full_page=True)

@@ -15,6 +15,15 @@ from ..models import Correction, Prediction
 from .filters import RecentAuthorsFilter
 
 
+def drawing_thumbnail(sample_id: int):
+    """A sample's drawing as a list column shows it, loaded as the row scrolls into view."""
+    return format_html(
+        '<img src="{}" alt="sample {}" width="40" height="40" loading="lazy" class="drawing">',
+        reverse("admin:recognition_sample_drawing", args=[sample_id]),
+        sample_id,
+    )
+
+
 class CorrectionChangeColumn:
     @admin.display(description="old -> new")
     def change(self, correction):
@@ -84,6 +93,7 @@ class CorrectionAdmin(CorrectionChangeColumn, AuditLogAdmin):
     list_display = (
         "id",
         "sample_link",
+        "thumbnail",
         "change",
         "author",
         "source",
@@ -99,3 +109,11 @@ class CorrectionAdmin(CorrectionChangeColumn, AuditLogAdmin):
     )
     list_select_related = ("author",)
     search_fields = ("label__exact", "author__username")
+
+    class Media:
+        css = {"all": ["css/admin.css"]}
+
+    @admin.display(description="drawing")
+    def thumbnail(self, correction):
+        """What was drawn, beside what it was labelled: a careless label shows at a glance."""
+        return drawing_thumbnail(correction.sample_id)

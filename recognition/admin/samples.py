@@ -21,7 +21,7 @@ from ..images import encode_png
 from ..models import Sample
 from ..views import drawing_response
 from .actions import SampleReviewActions
-from .audit import CorrectionInline, PredictionInline
+from .audit import CorrectionInline, PredictionInline, drawing_thumbnail
 from .filters import (
     ConfidenceBandFilter,
     DisagreementFilter,
@@ -113,11 +113,7 @@ class SampleAdmin(IdSearchMixin, SampleReviewActions, admin.ModelAdmin):
 
     @admin.display(description="drawing")
     def thumbnail(self, sample):
-        return format_html(
-            '<img src="{}" alt="sample {}" width="40" height="40" loading="lazy" class="drawing">',
-            self._drawing_url(sample),
-            sample.pk,
-        )
+        return drawing_thumbnail(sample.pk)
 
     @admin.display(description="proposed", boolean=True, ordering="-proposed")
     def awaits_review(self, sample):
