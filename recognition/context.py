@@ -30,20 +30,14 @@ def context_labels(context: str) -> tuple[str, ...]:
     return NAMED_CONTEXTS.get(context) or tuple(context)
 
 
-def context_proba(scores: np.ndarray, context: str) -> np.ndarray:
-    """Probabilities over the context's labels from 36 log-scores (logits or log
-    probabilities), zero outside it.
+def context_proba(logits: np.ndarray, context: str) -> np.ndarray:
+    """Probabilities over the context's labels from the 36 logits, zero outside it.
 
-    Restricted in log space: a writer's own model can lift a label so far that every
-    other label's probability underflows to zero, and the context may exclude that label.
+    Restricted before the softmax: a writer's own model can lift a label so far that
+    every other label's probability underflows to zero, and the context may exclude it.
     """
-    allowed = np.ones(len(CLASSES), bool)
-    if context != DEFAULT_CONTEXT:
-        allowed[:] = False
-        allowed[[CLASS_INDEX[label] for label in context_labels(context)]] = True
-    masked = np.where(allowed, scores, -np.inf)
-    top = masked.max()
-    if not np.isfinite(top):  # every allowed label at zero probability: equal odds
-        return allowed / allowed.sum()
-    weights = np.exp(masked - top)
+    allowed = np.zeros(len(CLASSES), bool)
+    allowed[[CLASS_INDEX[label] for label in context_labels(context)]] = True
+    masked = np.where(allowed, logits, -np.inf)
+    weights = np.exp(masked - masked.max())
     return (weights / weights.sum()).astype(np.float32)

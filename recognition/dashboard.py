@@ -82,16 +82,12 @@ def _version_rows() -> list[dict]:
     ]
 
 
-# The scores the accuracy chart draws, one line each.
-CHARTED = ("overall", "digits", "letters")
-
-
 def figures_refresh() -> dict:
     """Compute the slow figures (per-class counts, confused pairs, the active model on
     corrected samples, the accuracy chart) and keep them for the pages."""
     rows = _version_rows()
     # One point a line is an empty axis: the chart needs two versions with scores.
-    scored = [row for row in rows if any(row.get(k) is not None for k in CHARTED)]
+    scored = [row for row in rows if any(row[k] is not None for k in training_selectors.MEASURED)]
     figures = {
         "computed_at": timezone.now(),
         "class_counts": list(selectors.sample_counts_by_class().items()),

@@ -240,6 +240,10 @@ def samples_labelled_by(samples: QuerySet[Sample], *, author_id: int) -> QuerySe
     )
 
 
+# How many newest corrections per listed author are read to find distinct authors.
+AUTHOR_SCAN_FACTOR = 20
+
+
 def correction_authors_recent(*, limit: int) -> list:
     """Up to ``limit`` people who gave the newest labels, newest first.
 
@@ -252,10 +256,6 @@ def correction_authors_recent(*, limit: int) -> list:
     )[:limit]
     users = get_user_model().objects.in_bulk(author_ids)
     return [users[pk] for pk in author_ids if pk in users]
-
-
-# How many newest corrections per listed author are read to find distinct authors.
-AUTHOR_SCAN_FACTOR = 20
 
 
 # --- Operations (the /metrics endpoint) --------------------------------------

@@ -100,8 +100,8 @@ def glyphs_to_tensor(glyphs: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(array.astype(np.float32) / 255.0).unsqueeze(1)
 
 
-def predict_proba(model: nn.Module, glyphs: np.ndarray, batch_size: int = 64) -> np.ndarray:
-    """Class probabilities (N, 36) for uint8 glyphs.
+def predict_logits(model: nn.Module, glyphs: np.ndarray, batch_size: int = 64) -> np.ndarray:
+    """Class scores before the softmax (N, 36) for uint8 glyphs.
 
     Batches of 64 keep the activations in cache (docs/benchmarks.md has the figures).
     """
@@ -111,10 +111,16 @@ def predict_proba(model: nn.Module, glyphs: np.ndarray, batch_size: int = 64) ->
     with torch.inference_mode():
         tensor = glyphs_to_tensor(glyphs)
         for start in range(0, len(tensor), batch_size):
-            outputs.append(F.softmax(model(tensor[start : start + batch_size]), dim=1))
+            outputs.append(model(tensor[start : start + batch_size]))
     if not outputs:
         return np.zeros((0, NUM_CLASSES), np.float32)
     return torch.cat(outputs).numpy().astype(np.float32)
+
+
+def predict_proba(model: nn.Module, glyphs: np.ndarray, batch_size: int = 64) -> np.ndarray:
+    """Class probabilities (N, 36) for uint8 glyphs."""
+    logits = torch.from_numpy(predict_logits(model, glyphs, batch_size))
+    return F.softmax(logits, dim=1).numpy()
 
 
 def serialize_state(model: nn.Module, *, half: bool = False) -> bytes:

@@ -32,6 +32,9 @@ class LoadedModel:
     def predict_proba(self, glyphs: np.ndarray) -> np.ndarray:
         return nn.predict_proba(self.model, glyphs)
 
+    def predict_logits(self, glyphs: np.ndarray) -> np.ndarray:
+        return nn.predict_logits(self.model, glyphs)
+
 
 class ActiveModelCache:
     """The active model of this process, re-checked at most once per interval."""

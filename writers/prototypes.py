@@ -126,7 +126,7 @@ class Prototypes:
 class PersonalAnswer:
     """One glyph's answer through a writer's personal model."""
 
-    scores: np.ndarray  # (36,) logits (or the shared model's log probabilities)
+    logits: np.ndarray  # (36,)
     shaped: bool  # the prototypes changed the probabilities
     # (the shared model's answer, the writer's label) for each of their drawings it misreads
     taught: frozenset[tuple[str, str]]

@@ -85,12 +85,17 @@ class ModelVersionFilter(admin.SimpleListFilter):
         return queryset
 
 
+def recent_author_choices() -> list[tuple[int, str]]:
+    """The newest labels' authors as filter choices; the others are reached by URL."""
+    authors = selectors.correction_authors_recent(limit=RECENT_AUTHORS)
+    return [(user.pk, user.get_username()) for user in authors]
+
+
 class RecentAuthorsFilter(admin.RelatedFieldListFilter):
-    """An author filter offering the newest labels' authors only; others are reached by URL."""
+    """An author filter offering the newest labels' authors only."""
 
     def field_choices(self, field, request, model_admin):
-        authors = selectors.correction_authors_recent(limit=RECENT_AUTHORS)
-        return [(user.pk, user.get_username()) for user in authors]
+        return recent_author_choices()
 
 
 class LabelledByFilter(admin.SimpleListFilter):
@@ -100,8 +105,7 @@ class LabelledByFilter(admin.SimpleListFilter):
     parameter_name = "labelled_by"
 
     def lookups(self, request, model_admin):
-        authors = selectors.correction_authors_recent(limit=RECENT_AUTHORS)
-        return [(str(user.pk), user.get_username()) for user in authors]
+        return [(str(pk), name) for pk, name in recent_author_choices()]
 
     def queryset(self, request, queryset):
         if self.value() and self.value().isdecimal():

@@ -66,7 +66,7 @@ def predict_drawing(
     glyph = _glyph(image)
     loaded = active_model.get()
     answer = _answer(glyph, loaded=loaded, writer=writer)
-    probabilities = context_proba(answer.scores, classes)
+    probabilities = context_proba(answer.logits, classes)
     latency_ms = (time.perf_counter() - started) * 1000.0
 
     top = _top(probabilities, classes=classes)
@@ -121,9 +121,7 @@ def _answer(glyph: np.ndarray, *, loaded: LoadedModel, writer: Writer | None) ->
     )
     if prototypes:
         return personal_proba(loaded.model, glyph, prototypes)
-    with np.errstate(divide="ignore"):  # a probability of zero is a score of -inf
-        scores = np.log(loaded.predict_proba(glyph[np.newaxis])[0])
-    return PersonalAnswer(scores, False, frozenset())
+    return PersonalAnswer(loaded.predict_logits(glyph[np.newaxis])[0], False, frozenset())
 
 
 def _top(probabilities: np.ndarray, *, classes: str) -> list[dict]:

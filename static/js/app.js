@@ -77,10 +77,8 @@ function pointFrom(event) {
 // that no button or key can label the old sample by mistake.
 function drawingChanged() {
   drawingRevision += 1;
-  if (prediction || !result.hidden) {
-    prediction = null;
-    result.hidden = true;
-  }
+  prediction = null;
+  result.hidden = true;
 }
 
 canvas.addEventListener("pointerdown", (event) => {
@@ -115,11 +113,9 @@ function undo() {
 }
 
 function clearAll() {
-  drawingRevision += 1;
+  drawingChanged();
   strokes.length = 0;
   startedAt = null;
-  prediction = null;
-  result.hidden = true;
   say("");
   redraw();
 }

@@ -5,10 +5,10 @@ The run's life cycle (request, claim, heartbeat, finish, sweep) is in ``training
 what a worker process remembers between runs is in ``training.caches``.
 """
 
+from ..registry import VersionPruned
 from .fine_tuning import training_run_execute, training_run_fine_tune
 from .versions import (
     ActivationNotPermitted,
-    VersionPruned,
     model_version_activate,
     model_versions_pin,
 )

@@ -6,7 +6,6 @@ from django.db import transaction
 
 from .. import registry
 from ..models import ModelVersion
-from ..registry import VersionPruned
 
 
 class ActivationNotPermitted(PermissionDenied):
@@ -23,9 +22,7 @@ def model_version_activate(*, version: ModelVersion, user) -> ModelVersion:
         raise ActivationNotPermitted(
             "Activating a model version needs the training.change_modelversion permission."
         )
-    if version.pruned_at is not None:
-        raise VersionPruned(f"v{version.number}'s weights were pruned; it cannot be activated.")
-    with transaction.atomic():
+    with transaction.atomic():  # a pruned version is refused by the activation itself
         registry.version_activate(version=version)
         LogEntry.objects.log_actions(
             user_id=user.pk,
