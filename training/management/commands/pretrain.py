@@ -334,7 +334,7 @@ def _schedule(train, options, *, device: str, precision: str, initial) -> dict:
         steps = options["steps"]
     else:
         minutes = options["train_minutes"] or pretraining.DEFAULT_TRAINING_MINUTES
-        step_seconds = pretraining.measure_step_seconds(
+        measured = pretraining.measure_step_seconds(
             train,
             batch_size=options["batch_size"],
             precision=precision,
@@ -342,10 +342,11 @@ def _schedule(train, options, *, device: str, precision: str, initial) -> dict:
             threads=options["threads"],
             initial=initial,
         )
+        # Rounded as recorded, so that the record gives back the steps it led to.
+        step_seconds = round(measured, 4)
         steps = pretraining.steps_within(minutes * 60, step_seconds)
         if options["train_minutes"] is None:
             steps = min(steps, pretraining.default_epochs(len(train)) * per_epoch)
-        step_seconds = round(step_seconds, 4)
     return {
         "steps": steps,
         "epochs": round(steps / per_epoch, 2),
