@@ -21,6 +21,7 @@ from django.db.models.functions import Coalesce, Mod
 from django.db.models.lookups import Exact
 
 from training.classes import CLASSES
+from training.models import TrainingRun
 from training.preprocessing import glyph_from_bytes
 
 from .models import LATENCY_BOUNDS_MS, Correction, PredictionTally, Sample
@@ -44,14 +45,14 @@ def sample_detail(*, sample_id: int) -> Sample:
 
 
 def sample_for_correction(*, sample_id: int, user, session_key: str | None) -> Sample | None:
-    """The sample if this person may label it: staff, its owner, or anyone for ownerless ones."""
+    """The sample if this person may label it: staff, or its owner (the user or the session
+    that drew it). Nobody else, so that no stranger can relabel another's drawing."""
     sample = Sample.objects.filter(pk=sample_id).first()
     if sample is None or (user.is_authenticated and user.is_staff):
         return sample
     owned_by_user = sample.user_id is not None and sample.user_id == user.pk
     owned_by_session = bool(sample.session_key) and sample.session_key == session_key
-    ownerless = sample.user_id is None and not sample.session_key
-    return sample if owned_by_user or owned_by_session or ownerless else None
+    return sample if owned_by_user or owned_by_session else None
 
 
 def trains_shared_model(*, user) -> bool:
@@ -71,6 +72,11 @@ def trains_shared_model(*, user) -> bool:
 def corrections_pending() -> QuerySet[Correction]:
     """Corrections that no finished fine-tune has learned or rejected yet."""
     return Correction.objects.filter(training_state=Correction.TrainingState.PENDING)
+
+
+def corrections_awaiting_run() -> QuerySet[Correction]:
+    """Pending corrections that no running fine-tune has taken: those a new run would learn."""
+    return corrections_pending().exclude(training_runs__status=TrainingRun.Status.RUNNING)
 
 
 def samples_trainable() -> QuerySet[Sample]:

@@ -12,7 +12,10 @@ class IdSearchMixin:
 
     def get_search_results(self, request, queryset, search_term):
         found, may_have_duplicates = super().get_search_results(request, queryset, search_term)
-        numbers = [int(term) for term in search_term.split() if term.isdigit()]
+        # A number past the largest id column would overflow the database's integer.
+        numbers = [
+            int(term) for term in search_term.split() if term.isdigit() and int(term) < 2**63
+        ]
         if numbers:
             found = found | queryset.filter(**{f"{self.id_search_field}__in": numbers})
         return found, may_have_duplicates

@@ -275,7 +275,7 @@ def test_confirm_and_relabel_refuse_more_samples_than_they_may_label(
     monkeypatch.setattr(actions, "MAX_SAMPLES_PER_ACTION", 3)
     everything = list(samples.values())
     confirm = act(mod_client, SAMPLES, "confirm", everything)
-    refused = "4 samples are selected; confirm and relabel label at most 3"
+    refused = "4 samples are selected; this action changes at most 3 at a time"
     assert refused in confirm.content.decode()
     relabel = act(mod_client, SAMPLES, "relabel", everything, label="t")
     assert refused in relabel.content.decode()
@@ -286,6 +286,22 @@ def test_confirm_and_relabel_refuse_more_samples_than_they_may_label(
     # An exclusion is one UPDATE: how a hostile labeller's many labels are undone at once.
     act(mod_client, SAMPLES, "exclude_from_training", everything)
     assert set(Sample.objects.values_list("status", flat=True)) == {Sample.Status.EXCLUDED}
+
+
+def test_exclude_and_include_refuse_more_samples_than_they_may_change(
+    mod_client, samples, monkeypatch
+):
+    from recognition.admin import actions
+
+    monkeypatch.setattr(actions, "MAX_SAMPLES_PER_STATUS_CHANGE", 3)
+    everything = list(samples.values())
+    response = act(mod_client, SAMPLES, "exclude_from_training", everything)
+    assert "4 samples are selected; this action changes at most 3" in response.content.decode()
+    assert set(Sample.objects.values_list("status", flat=True)) == {Sample.Status.UNREVIEWED}
+    assert not LogEntry.objects.exists()
+    act(mod_client, SAMPLES, "exclude_from_training", everything[:3])
+    assert Sample.objects.filter(status=Sample.Status.EXCLUDED).count() == 3
+    assert LogEntry.objects.filter(change_message="Excluded from training").count() == 3
 
 
 def test_excluded_samples_are_never_replayed(mod_client, samples):
@@ -381,6 +397,8 @@ def test_search_by_id_and_by_label(mod_client, samples):
     ]
     assert changelist_ids(mod_client.get(f"{SAMPLES}?q={label}")) == [samples["one"].pk]
     assert changelist_ids(mod_client.get(f"{SAMPLES}?q=nothing")) == []
+    # A number too large for any id finds nothing, and is no server error.
+    assert changelist_ids(mod_client.get(f"{SAMPLES}?q={10**25}")) == []
 
 
 def test_download_selected_samples_as_a_zip(mod_client, samples):

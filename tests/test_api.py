@@ -347,6 +347,9 @@ def test_model_versions_active_and_staff_only_activation(client, default_model, 
     assert client.get("/api/model-versions/").json()["count"] == 1
     active = client.get("/api/model-versions/active/").json()
     assert active["number"] == default_model.number and active["status"] == "active"
+    headline = ("overall", "digits", "letters", "forgetting")
+    expected = {key: default_model.metrics[key] for key in headline if key in default_model.metrics}
+    assert expected and active["accuracy"] == expected
     second = ModelVersion.objects.create(
         number=2,
         parent=default_model,

@@ -24,7 +24,6 @@ from hypothesis import strategies as st
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
-from recognition import services
 from recognition.models import Correction, Prediction, Sample
 from training.classes import CLASSES
 from training.models import ModelVersion, TrainingRun
@@ -58,9 +57,11 @@ def client():
 
 
 @pytest.fixture
-def sample(default_model) -> Sample:
-    """An ownerless sample, which anyone may correct."""
-    return services.predict_drawing(image_data=PNG, source=Sample.Source.API).sample
+def sample(client, default_model) -> Sample:
+    """A sample the client drew, so that it may correct it."""
+    response = post_image(client, PNG, as_json=True)
+    assert response.status_code == 201, response.content
+    return Sample.objects.get(pk=response.json()["sample"])
 
 
 @pytest.fixture

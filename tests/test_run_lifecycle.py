@@ -81,6 +81,25 @@ def test_a_run_the_sweep_failed_while_it_ran_publishes_nothing(default_model, qu
     assert retry.result_version.trained_sample_ids == [sample.pk]
 
 
+def test_a_sweep_during_a_live_run_queues_no_second_run_for_its_corrections(
+    default_model, quick, monkeypatch
+):
+    _, outcome = corrected(*misread_handwriting(1)[0])
+    real_gate = fine_tuning.gate
+    sweeps = []
+
+    def gate_then_sweep(**kwargs):
+        sweeps.append(runs.training_runs_sweep())
+        return real_gate(**kwargs)
+
+    monkeypatch.setattr(fine_tuning, "gate", gate_then_sweep)
+    run = services.training_run_execute(run_id=outcome.training_run.pk)
+
+    assert sweeps == [{"failed_stale": 0, "dispatched": None}]
+    assert list(TrainingRun.objects.values_list("pk", flat=True)) == [run.pk]
+    assert Correction.objects.get().training_state != "pending"
+
+
 def test_slow_phases_between_steps_do_not_lose_a_live_run(
     default_model, quick, settings, monkeypatch
 ):

@@ -135,6 +135,21 @@ def test_session_users_need_the_pages_csrf_token_to_correct(default_model, staff
         Correction.objects.all().delete()
 
 
+def test_only_the_drawer_and_staff_may_label_an_anonymous_api_drawing(default_model, staff):
+    drawer, stranger = APIClient(), APIClient()
+    made = predict(drawer, draw_png(SEVEN))
+    assert made.status_code == 201 and made.cookies.get("sessionid"), made.content
+    url = f"/api/samples/{made.json()['sample']}/corrections/"
+    # A client that kept no cookie is a stranger too: ids are sequential.
+    refused = stranger.post(url, {"label": "x"}, format="json")
+    assert refused.status_code == 404, refused.content
+    assert not Correction.objects.exists()
+    assert drawer.post(url, {"label": "t"}, format="json").status_code == 201
+    staffed = token_client(staff).post(url, {"label": "7"}, format="json")
+    assert staffed.status_code == 201, staffed.content
+    assert list(Correction.objects.order_by("pk").values_list("label", flat=True)) == ["t", "7"]
+
+
 def test_staff_sessions_need_the_csrf_token_to_activate(default_model, staff):
     staff.user_permissions.add(Permission.objects.get(codename="change_modelversion"))
     browser, token = signed_in_page(staff)

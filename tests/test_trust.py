@@ -180,6 +180,21 @@ def test_proposals_come_first_and_bulk_approval_queues_one_run(default_model, mo
     )
 
 
+def test_excluding_a_proposed_sample_declines_its_proposal_and_leaves_the_queue(
+    default_model, mod_client
+):
+    anonymous = APIClient()
+    spam, honest = predict(anonymous, SEVEN), predict(anonymous, ONE)
+    correct(anonymous, spam, "x")
+    correct(anonymous, honest, "7")
+    act(mod_client, SAMPLES, "exclude_from_training", Sample.objects.filter(pk=spam))
+    assert changelist_ids(mod_client.get(f"{SAMPLES}?proposed=yes")) == [honest]
+    assert Correction.objects.get(sample_id=spam).training_state == (
+        Correction.TrainingState.DECLINED
+    )
+    assert Correction.objects.get(sample_id=honest).training_state == PROPOSED
+
+
 def test_the_held_out_share_is_chosen_by_a_secret_not_by_ids(default_model, settings):
     client = APIClient()
     ids = [predict(client, drawing) for drawing in (SEVEN, ONE, ZERO) * 10]

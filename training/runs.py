@@ -218,7 +218,8 @@ def training_runs_sweep() -> dict:
     )
     requeued = None
     # A pause only stops new runs: a queued one whose message was lost is still sent.
-    if recognition_selectors.corrections_pending().exists() and (
+    # Corrections a running run has taken need no second run: it would find nothing.
+    if recognition_selectors.corrections_awaiting_run().exists() and (
         selectors.run_queued() is not None or not _active_version_keeps_failing()
     ):
         run, created = _queued_run()

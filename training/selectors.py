@@ -16,7 +16,7 @@ from django.db.models import (
     Sum,
     When,
 )
-from django.db.models.fields.json import KT
+from django.db.models.fields.json import KT, KeyTransform
 from django.db.models.functions import Cast
 
 from .models import ModelVersion, TrainingRun
@@ -26,8 +26,40 @@ def version_active() -> ModelVersion | None:
     return ModelVersion.objects.filter(status=ModelVersion.Status.ACTIVE).first()
 
 
-def versions_with_parent() -> QuerySet[ModelVersion]:
-    return ModelVersion.objects.select_related("parent")
+def runs_with_versions() -> QuerySet[TrainingRun]:
+    """Runs with their parent's and result's version numbers, not those versions' large columns."""
+    return TrainingRun.objects.select_related("parent_version", "result_version").defer(
+        *(
+            f"{version}__{column}"
+            for version in ("parent_version", "result_version")
+            for column in ("metrics", "training_info", "trained_sample_ids")
+        )
+    )
+
+
+# The figures a version shows outside the admin; its full metrics hold confusion matrices.
+HEADLINE_METRICS = ("overall", "digits", "letters", "forgetting")
+
+
+def versions_listed() -> QuerySet[ModelVersion]:
+    """Versions with their parent's number and their headline metrics as ``headline_<name>``,
+    without the large columns (full metrics, training record, trained sample ids)."""
+    return (
+        ModelVersion.objects.select_related("parent")
+        .only(
+            "number",
+            "status",
+            "parent__number",
+            "architecture",
+            "classes",
+            "sha256",
+            "created_at",
+            "activated_at",
+        )
+        .annotate(
+            **{f"headline_{name}": KeyTransform(name, "metrics") for name in HEADLINE_METRICS}
+        )
+    )
 
 
 def version_metrics_of(*, version_id: int) -> ModelVersion | None:

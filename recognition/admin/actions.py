@@ -6,6 +6,8 @@ change lands in the admin log.
 
 from django import forms
 from django.contrib import admin, messages
+from django.contrib.admin.models import CHANGE, LogEntry
+from django.db import transaction
 from django.http import StreamingHttpResponse
 from django.template.response import TemplateResponse
 from django.utils import timezone
@@ -19,6 +21,8 @@ from ..models import LABEL_CHOICES, Sample
 # Samples one confirm or relabel may label: each label is a correction and a forward
 # pass in one transaction, which holds the database's write lock while it runs.
 MAX_SAMPLES_PER_ACTION = 500
+# Samples one exclude or include may change: a status UPDATE and an admin log row each.
+MAX_SAMPLES_PER_STATUS_CHANGE = 10_000
 
 
 class RelabelForm(forms.Form):
@@ -45,22 +49,22 @@ class SampleReviewActions:
     def has_moderate_permission(self, request):
         return request.user.has_perm("recognition.moderate_sample")
 
-    def _too_many(self, request, queryset) -> bool:
-        """Refuse (and say so) a selection larger than one action may label."""
+    def _too_many(self, request, queryset, *, limit: int) -> bool:
+        """Refuse (and say so) a selection larger than one action may change."""
         selected = queryset.count()
-        if selected <= MAX_SAMPLES_PER_ACTION:
+        if selected <= limit:
             return False
         self.message_user(
             request,
-            f"{selected} samples are selected; confirm and relabel label at most "
-            f"{MAX_SAMPLES_PER_ACTION} at a time. Narrow the filter and try again.",
+            f"{selected} samples are selected; this action changes at most {limit} at a "
+            "time. Narrow the filter and try again.",
             messages.ERROR,
         )
         return True
 
     @admin.action(permissions=["moderate"], description="Confirm the current label")
     def confirm(self, request, queryset):
-        if self._too_many(request, queryset):
+        if self._too_many(request, queryset, limit=MAX_SAMPLES_PER_ACTION):
             return
         outcomes = services.samples_confirm(samples=list(queryset), moderator=request.user)
         self.message_user(
@@ -71,7 +75,7 @@ class SampleReviewActions:
 
     @admin.action(permissions=["moderate"], description="Relabel to a chosen label")
     def relabel(self, request, queryset):
-        if self._too_many(request, queryset):
+        if self._too_many(request, queryset, limit=MAX_SAMPLES_PER_ACTION):
             return None
         form = RelabelForm(request.POST if "label" in request.POST else None)
         if form.is_valid():
@@ -110,10 +114,18 @@ class SampleReviewActions:
         self._set_status(request, queryset, services.samples_include, "Included in training again")
 
     def _set_status(self, request, queryset, service, log_message):
-        samples = list(queryset)
-        changed = service(samples=Sample.objects.filter(pk__in=[s.pk for s in samples]))
-        for sample in samples:
-            self.log_change(request, sample, log_message)
+        if self._too_many(request, queryset, limit=MAX_SAMPLES_PER_STATUS_CHANGE):
+            return
+        # The change and its audit log land together, or neither does.
+        with transaction.atomic():
+            samples = list(queryset.select_related(None).only("pk"))
+            changed = service(samples=Sample.objects.filter(pk__in=[s.pk for s in samples]))
+            LogEntry.objects.log_actions(
+                user_id=request.user.pk,
+                queryset=samples,
+                action_flag=CHANGE,
+                change_message=log_message,
+            )
         self.message_user(request, f"{log_message}: {changed} sample(s).", messages.SUCCESS)
 
     @admin.action(permissions=["moderate"], description="Retrain now on all pending corrections")

@@ -6,6 +6,7 @@ from rest_framework import serializers
 
 from recognition.models import Correction, Prediction, Sample
 from training.models import ModelVersion, TrainingRun
+from training.selectors import HEADLINE_METRICS
 
 
 class TopLabelSerializer(serializers.Serializer):
@@ -73,12 +74,10 @@ class ModelVersionSerializer(serializers.ModelSerializer):
 
     @extend_schema_field(OpenApiTypes.OBJECT)
     def get_accuracy(self, version) -> dict:
-        """The headline accuracies; the full metrics are in the admin."""
-        return {
-            key: version.metrics[key]
-            for key in ("overall", "digits", "letters", "forgetting")
-            if key in version.metrics
-        }
+        """The headline accuracies (``training_selectors.versions_listed``); the full
+        metrics are in the admin."""
+        headline = {name: getattr(version, f"headline_{name}") for name in HEADLINE_METRICS}
+        return {name: value for name, value in headline.items() if value is not None}
 
 
 class PredictionSerializer(serializers.ModelSerializer):

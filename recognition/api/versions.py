@@ -10,6 +10,7 @@ from rest_framework.response import Response
 
 from recognition.models import Correction
 from recognizer_site.api_errors import ERRORS
+from recognizer_site.throttles import AnonThrottle, UserThrottle
 from training import selectors as training_selectors
 from training import services as training_services
 from training.models import ModelVersion, TrainingRun
@@ -34,9 +35,10 @@ class CanActivateModelVersions(BasePermission):
 class ModelVersionViewSet(viewsets.ReadOnlyModelViewSet):
     """Model versions, newest first; staff activate one to roll back or forward."""
 
-    queryset = training_selectors.versions_with_parent()
+    queryset = training_selectors.versions_listed()
     serializer_class = ModelVersionSerializer
     permission_classes = [AllowAny]
+    throttle_classes = [AnonThrottle, UserThrottle]
 
     @extend_schema(responses={200: ModelVersionSerializer, 404: ERRORS[404]})
     @action(detail=False)
@@ -57,15 +59,22 @@ class ModelVersionViewSet(viewsets.ReadOnlyModelViewSet):
 class TrainingRunViewSet(mixins.RetrieveModelMixin, mixins.ListModelMixin, viewsets.GenericViewSet):
     """Fine-tunes and their progress; anyone may follow a run, staff may list them."""
 
-    queryset = TrainingRun.objects.select_related(
-        "parent_version", "result_version"
-    ).prefetch_related(Prefetch("corrections", queryset=Correction.objects.only("pk")))
+    queryset = TrainingRun.objects.all()
     serializer_class = TrainingRunSerializer
+    throttle_classes = [AnonThrottle, UserThrottle]
+
+    def _for_staff(self) -> bool:
+        return self.request is not None and self.request.user.is_staff
+
+    def get_queryset(self):
+        if not self._for_staff():
+            return TrainingRun.objects.only("status", "progress")
+        return training_selectors.runs_with_versions().prefetch_related(
+            Prefetch("corrections", queryset=Correction.objects.only("pk"))
+        )
 
     def get_serializer_class(self):
-        if self.request is not None and self.request.user.is_staff:
-            return TrainingRunSerializer
-        return TrainingRunPublicSerializer
+        return TrainingRunSerializer if self._for_staff() else TrainingRunPublicSerializer
 
     @extend_schema(responses={200: TrainingRunPublicSerializer, 404: ERRORS[404]})
     def retrieve(self, request, *args, **kwargs):

@@ -88,7 +88,8 @@ class PredictionCreateApi(APIView):
         serializer = self.PredictionInputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         data = serializer.validated_data
-        session_key = _session_key(request, create=data["source"] == Sample.Source.PAGE)
+        # An anonymous drawing belongs to a session, so that only its drawer may label it.
+        session_key = _session_key(request, create=not request.user.is_authenticated)
         outcome = services.predict_drawing(
             image_data=data["image"],
             strokes=data.get("strokes"),

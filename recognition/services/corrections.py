@@ -109,13 +109,13 @@ def corrections_take_pending(*, run: TrainingRun, limit: int) -> list[Correction
 def corrections_settle(*, run: TrainingRun, learned: bool) -> int:
     """Mark the run's corrections still pending as learned, or as refused by its gate."""
     state = Correction.TrainingState.TRAINED if learned else Correction.TrainingState.REJECTED
-    return run.corrections.filter(training_state=Correction.TrainingState.PENDING).update(
-        training_state=state
-    )
+    return _pending_of(run).update(training_state=state)
 
 
 def corrections_already_known(*, run: TrainingRun) -> int:
     """Mark the run's pending corrections as nothing to learn: its parent reads them all."""
-    return run.corrections.filter(training_state=Correction.TrainingState.PENDING).update(
-        training_state=Correction.TrainingState.NOT_NEEDED
-    )
+    return _pending_of(run).update(training_state=Correction.TrainingState.NOT_NEEDED)
+
+
+def _pending_of(run: TrainingRun):
+    return run.corrections.filter(training_state=Correction.TrainingState.PENDING)

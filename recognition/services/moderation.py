@@ -78,8 +78,17 @@ def _moderator_label(*, sample: Sample, label: str, moderator, status: str) -> C
 
 
 def samples_exclude(*, samples) -> int:
-    """Keep these samples out of every future fine-tune (replay, new corrections, evaluation)."""
-    return samples.exclude(status=Sample.Status.EXCLUDED).update(status=Sample.Status.EXCLUDED)
+    """Keep these samples out of every future fine-tune (replay, new corrections, evaluation).
+
+    Their proposed labels are declined, so they leave the review queue: an excluded
+    sample has nothing left to review.
+    """
+    with transaction.atomic():
+        changing = samples.exclude(status=Sample.Status.EXCLUDED)
+        Correction.objects.filter(
+            sample__in=changing, training_state=Correction.TrainingState.PROPOSED
+        ).update(training_state=Correction.TrainingState.DECLINED)
+        return changing.update(status=Sample.Status.EXCLUDED, proposed=False)
 
 
 def samples_include(*, samples) -> int:

@@ -53,7 +53,8 @@ def training_run_fine_tune(*, run: TrainingRun) -> None:
         raise RuntimeError("no active model version to fine-tune")
     new = replay.new_corrections_set(list(run.corrections.all()))
     if not len(new):
-        _reject(run, reason="nothing left to learn")
+        # Their samples were excluded or relabelled meanwhile: nothing was refused.
+        _reject(run, reason="nothing left to learn", known=True)
         return
 
     started = time.monotonic()
