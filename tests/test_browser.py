@@ -25,16 +25,20 @@ def page(browser, live_server, default_model):
 
 
 def draw(page, points):
+    """Draw one stroke through ``points``, given on the canvas's 280-pixel grid."""
     box = page.locator("#canvas").bounding_box()
     x0, y0 = box["x"], box["y"]
-    page.mouse.move(x0 + points[0][0], y0 + points[0][1])
+    scale = box["width"] / 280  # the canvas shrinks on the narrowest phones
+    page.mouse.move(x0 + points[0][0] * scale, y0 + points[0][1] * scale)
     page.mouse.down()
     for x, y in points[1:]:
-        page.mouse.move(x0 + x, y0 + y, steps=6)
+        page.mouse.move(x0 + x * scale, y0 + y * scale, steps=6)
     page.mouse.up()
 
 
 SEVEN = [(80, 60), (200, 60), (120, 235)]
+# The result panel of an answer about a drawing that has changed since.
+STALE = re.compile(r"\bstale\b")
 
 
 def test_draw_recognize_and_correct(page, default_model):
@@ -73,6 +77,7 @@ def test_draw_recognize_and_correct(page, default_model):
 def test_keyboard_undo_and_blank(page):
     draw(page, SEVEN)
     draw(page, [(60, 150), (220, 150)])
+    page.locator("#pen-width").focus()  # the page's keys work from the slider too
     page.keyboard.press("Control+z")
     page.keyboard.press("Enter")
     expect(page.locator("#guess-label")).to_have_text("7")
@@ -85,9 +90,11 @@ def test_keyboard_undo_and_blank(page):
     assert Correction.objects.get().label == "t"
 
     page.keyboard.press("Escape")
-    expect(page.locator("#result")).to_be_hidden()
-    page.get_by_role("button", name="Recognize").click()
-    expect(page.locator("#status")).to_contain_text("blank")
+    expect(page.locator("#result")).to_have_class(STALE)
+    expect(page.locator("#canvas")).to_be_focused()  # not <body>: the next drawing starts here
+    with page.expect_response("**/api/predictions/") as refused:
+        page.get_by_role("button", name="Recognize").click()
+    assert refused.value.json()["error"]["code"] == "blank"
     assert Sample.objects.count() == 1
 
 
@@ -142,23 +149,69 @@ def test_label_keys_correct_only_from_the_correction_area(page):
     assert len(corrections) == 1
     assert [correction.label for correction in Correction.objects.all()] == ["t"]
 
-    # Drawing the next character hides the old answer: no key can label the old sample.
+    # Drawing the next character makes the old answer stale: no key can label the old sample.
     page.locator('.label-button[data-label="7"]').focus()  # scrolls the canvas away
     page.locator("#canvas").scroll_into_view_if_needed()
     box = page.locator("#canvas").bounding_box()
     page.mouse.move(box["x"] + 60, box["y"] + 150)
     page.mouse.down()
     page.mouse.move(box["x"] + 140, box["y"] + 150, steps=4)
-    expect(page.locator("#result")).to_be_hidden()
+    expect(page.locator("#result")).to_have_class(STALE)
+    assert page.locator("#result").evaluate("result => result.inert")
     page.keyboard.press("k")
     page.mouse.move(box["x"] + 220, box["y"] + 150, steps=4)
     page.mouse.up()
     page.keyboard.press("x")
     with page.expect_response("**/api/predictions/"):
         recognize.click()
-    expect(page.locator("#result")).to_be_visible()
+    expect(page.locator("#result")).not_to_have_class(STALE)
     assert len(corrections) == 1
     assert Correction.objects.count() == 1
+
+
+def test_recognize_again_on_an_unchanged_drawing_keeps_its_answer(page):
+    predictions = requests_to(page, "/api/predictions/")
+    draw(page, SEVEN)
+    recognize = page.get_by_role("button", name="Recognize")
+    recognize.click()
+    expect(page.locator("#guess-label")).to_have_text("7")
+    recognize.click()  # one drawing, one sample
+    expect(page.locator("#result")).to_be_focused()
+    expect(page.locator("#status")).to_have_text("Already recognized: the answer is shown.")
+    page.wait_for_load_state("networkidle")
+    assert len(predictions) == 1
+    assert Sample.objects.count() == 1
+
+    draw(page, [(60, 150), (220, 150)])  # a changed drawing is a new sample
+    with page.expect_response("**/api/predictions/"):
+        recognize.click()
+    expect(page.locator("#result")).not_to_have_class(STALE)
+    assert Sample.objects.count() == 2
+
+
+def test_a_refused_correction_is_not_shown_as_saved(page, settings):
+    rates = settings.REST_FRAMEWORK["DEFAULT_THROTTLE_RATES"]
+    settings.REST_FRAMEWORK = {
+        **settings.REST_FRAMEWORK,
+        "DEFAULT_THROTTLE_RATES": {**rates, "corrections": "1/min"},
+    }
+    draw(page, SEVEN)
+    page.get_by_role("button", name="Recognize").click()
+    expect(page.locator("#guess-label")).to_have_text("7")
+    saved = page.locator('.label-button[data-label="t"]')
+    refused = page.locator('.label-button[data-label="1"]')
+    status = page.locator("#status")
+    saved.click()
+    expect(status).to_contain_text("Learned for you")
+
+    refused.click()  # over the throttle: the API answers 429
+    expect(status).to_have_text(
+        re.compile(r"^“1” was not saved\. Too many requests\. Try again in \d+ s\.$")
+    )
+    expect(status).to_have_attribute("data-tone", "error")
+    expect(refused).to_have_attribute("aria-pressed", "false")
+    expect(saved).to_have_attribute("aria-pressed", "true")  # still the label that was saved
+    assert [correction.label for correction in Correction.objects.all()] == ["t"]
 
 
 def test_a_double_click_on_recognize_stores_one_sample(page):
@@ -196,8 +249,10 @@ def test_failures_are_told_in_plain_words(page):
     recognize.click()  # the API's own reason for a request it refuses stays
     expect(page.locator("#guess-label")).to_have_text("7")
     page.get_by_role("button", name="Clear").click()
-    recognize.click()
-    expect(status).to_contain_text("blank")
+    with page.expect_response("**/api/predictions/") as refused:
+        recognize.click()
+    assert refused.value.json()["error"]["code"] == "blank"
+    expect(status).to_have_text(refused.value.json()["error"]["message"])
     expect(status).to_have_attribute("data-tone", "error")
     assert Sample.objects.count() == 1
 
@@ -260,46 +315,122 @@ def test_the_pen_width_slider_shows_its_value(page):
     expect(shown).to_have_text("25 px")
 
 
-def test_on_a_phone_the_correction_is_confirmed_in_sight(browser, live_server, default_model):
+def phone(browser, live_server, *, width=390, height=844, **options):
+    """The drawing page on a touch screen of ``width`` x ``height`` CSS pixels."""
     context = browser.new_context(
-        viewport={"width": 390, "height": 844},
+        viewport={"width": width, "height": height},
         device_scale_factor=3,
         is_mobile=True,
         has_touch=True,
+        **options,
     )
     page = context.new_page()
     page.goto(live_server.url)
+    return page
+
+
+def wait_in_sight(page, selector):
+    """Wait until the element lies wholly within the viewport (a smooth scroll takes a while)."""
+    page.wait_for_function(
+        "selector => { const box = document.querySelector(selector).getBoundingClientRect();"
+        " return box.top > -1 && box.bottom < window.innerHeight + 1; }",  # subpixel layout
+        arg=selector,
+        timeout=5_000,
+    )
+
+
+def test_on_a_phone_each_step_comes_into_sight(browser, live_server, default_model):
+    page = phone(browser, live_server)
     draw(page, SEVEN)
     page.get_by_role("button", name="Recognize").tap()
     expect(page.locator("#guess-label")).to_have_text("7")
+    # The answer comes into view below the canvas, its label grid with it.
+    wait_in_sight(page, "#result")
     # No keyboard on a phone: the hint about label keys is left out.
     expect(page.locator("#confirm-row .key-hint")).to_be_hidden()
     assert "press its key" not in page.locator("#confirm-row").inner_text()
     expect(page.locator("#confirm-row")).to_contain_text("or pick the right label")
+    # Every control is a finger's size.
+    for control in page.locator("button:visible, .mode label, #pen-width").all():
+        assert control.bounding_box()["height"] >= 44, control
 
-    # The answer in sight, the grid's first row at the bottom of the screen, as after a
-    # short scroll: the rest of the grid, and the line below it, are out of sight.
     label = page.locator('.label-button[data-label="1"]')
-    label.evaluate(
-        "button => window.scrollTo(0, window.scrollY + button.getBoundingClientRect().bottom"
-        " - window.innerHeight + 4)"
-    )
-    assert label.bounding_box()["y"] > 844 - 80
     label.tap()
     status = page.locator("#status")
     expect(status).to_have_text("Learned for you; a moderator will review it for everyone.")
-    # The line under the grid comes into sight (a smooth scroll), the tapped label with it.
-    page.wait_for_function(
-        "() => { const box = document.getElementById('status').getBoundingClientRect();"
-        " return box.top >= 0 && box.bottom <= window.innerHeight; }",
-        timeout=5_000,
-    )
+    # Saved: the canvas comes back for the next drawing, the line that tells beside it.
+    wait_in_sight(page, ".board")
     page.wait_for_timeout(300)  # the scroll settles
     box = status.bounding_box()
     assert box["y"] >= 0 and box["y"] + box["height"] <= 844, box
     assert box["x"] >= 0 and box["x"] + box["width"] <= 390, box
-    tapped = label.bounding_box()
-    assert tapped["y"] >= 0 and tapped["y"] + tapped["height"] <= 844, tapped
     expect(label).to_have_attribute("aria-pressed", "true")
     page.screenshot(path=ARTIFACTS / "page-phone-correction.png")
     assert Correction.objects.get().label == "1"
+
+
+def test_a_stroke_started_on_a_phone_does_not_move_the_page(browser, live_server, default_model):
+    page = phone(browser, live_server, reduced_motion="reduce")
+    draw(page, SEVEN)
+    page.get_by_role("button", name="Recognize").tap()
+    expect(page.locator("#guess-label")).to_have_text("7")
+    # Scrolled to the answer, the canvas's lower half in sight above it.
+    canvas = page.locator("#canvas")
+    canvas.evaluate("canvas => window.scrollBy(0, canvas.getBoundingClientRect().top + 140)")
+    before = canvas.bounding_box()
+    assert before["y"] == pytest.approx(-140, abs=1)
+    assert page.locator("#result").bounding_box()["y"] < 844
+
+    finger = page.context.new_cdp_session(page)
+    x, y = before["x"] + 60, before["y"] + 200
+
+    def touch(kind, x, y):
+        points = [] if kind == "touchEnd" else [{"x": x, "y": y}]
+        finger.send("Input.dispatchTouchEvent", {"type": kind, "touchPoints": points})
+
+    touch("touchStart", x, y)
+    expect(page.locator("#result")).to_have_class(STALE)  # the stroke has begun
+    assert canvas.bounding_box() == before
+    for step in range(1, 9):
+        touch("touchMove", x + step * 20, y)
+    touch("touchEnd", x, y)
+    assert canvas.bounding_box() == before
+    # The old answer keeps its place, dimmed and out of reach.
+    expect(page.locator("#result")).to_be_visible()
+    assert page.locator("#result").evaluate("result => result.inert")
+    with page.expect_response("**/api/predictions/"):
+        page.keyboard.press("Enter")
+    stroke = Sample.objects.order_by("-pk").first().strokes[-1]
+    assert stroke[0][:2] == [pytest.approx(60, abs=1), pytest.approx(200, abs=1)]
+
+
+def test_a_320_px_phone_does_not_scroll_sideways(browser, live_server, default_model):
+    page = phone(browser, live_server, width=320, height=568)
+    box = page.locator("#canvas").bounding_box()
+    assert box["width"] == box["height"] < 280  # the canvas shrinks with the screen
+    draw(page, SEVEN)
+    page.get_by_role("button", name="Recognize").tap()
+    expect(page.locator("#guess-label")).to_have_text("7")
+    assert page.evaluate("document.documentElement.scrollWidth") == 320
+    sample = Sample.objects.get()
+    assert (sample.width, sample.height) == (840, 840)  # the backing store keeps its size
+    # Points are kept on the canvas's 280-pixel grid, whatever size it is shown at.
+    assert max(x for x, _, _ in sample.strokes[0]) == pytest.approx(200, abs=2)
+
+
+def test_on_a_wide_screen_the_answer_sits_beside_the_canvas(browser, live_server, default_model):
+    context = browser.new_context(viewport={"width": 1280, "height": 800}, reduced_motion="reduce")
+    page = context.new_page()
+    page.goto(live_server.url)
+    draw(page, SEVEN)
+    page.get_by_role("button", name="Recognize").click()
+    expect(page.locator("#guess-label")).to_have_text("7")
+    canvas = page.locator("#canvas").bounding_box()
+    result = page.locator("#result").bounding_box()
+    assert result["x"] > canvas["x"] + canvas["width"]
+    assert result["y"] < canvas["y"] + canvas["height"]  # beside it, not below
+    assert result["y"] + result["height"] <= 800  # in sight without a scroll
+    page.locator('.label-button[data-label="t"]').click()
+    expect(page.locator("#status")).to_contain_text("Learned for you")
+    assert page.evaluate("window.scrollY") == 0  # everything fits: nothing moved
+    page.screenshot(path=ARTIFACTS / "page-wide.png")

@@ -10,7 +10,7 @@ from recognition.models import Correction, Sample
 from writers.models import PersonalModel
 
 from .conftest import ARTIFACTS
-from .test_browser import SEVEN, draw
+from .test_browser import SEVEN, STALE, draw
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
@@ -36,7 +36,7 @@ def recognize(page, points):
     draw(page, points)
     with page.expect_response("**/api/predictions/"):
         page.get_by_role("button", name="Recognize").click()
-    expect(page.locator("#result")).to_be_visible()
+    expect(page.locator("#result")).not_to_have_class(STALE)
 
 
 def test_mode_switch_is_sent_remembered_and_keyboard_reachable(page):
@@ -49,7 +49,8 @@ def test_mode_switch_is_sent_remembered_and_keyboard_reachable(page):
     expect(page.locator("#guess-label")).to_have_text("1")
     assert Sample.objects.get().classes == "digits"
 
-    page.get_by_role("radio", name="Letters").check()
+    with page.expect_response("**/api/predictions/"):
+        page.get_by_role("radio", name="Letters").check()  # the shown "1" is asked again
     recognize(page, ONE)
     expect(page.locator("#guess-label")).to_have_text(re.compile("^[a-z]$"))
     assert all(bar.isalpha() for bar in page.locator("#top .bar-label").all_text_contents())
@@ -87,7 +88,6 @@ def test_lookalikes_ask_with_two_big_buttons_and_one_tap_stores_the_answer(page)
     assert correction.label == "o" and correction.source == "page"
 
     page.locator("#pen-width").fill("18")
-    page.get_by_role("button", name="Clear").click()  # the slider keeps the focus from Escape
     recognize(page, SEVEN)
     expect(page.locator("#lookalikes")).to_be_hidden()
     expect(page.locator("#guess-main")).to_be_visible()
@@ -108,8 +108,20 @@ def test_a_correction_shapes_the_next_answer_until_forgotten(page):
     page.screenshot(path=ARTIFACTS / "page-personal.png", full_page=True)
     assert PersonalModel.objects.get().writer.startswith("session:")
 
-    page.get_by_role("button", name="Forget my handwriting").click()
+    forget = page.get_by_role("button", name="Forget my handwriting")
+    asked = []
+    page.once("dialog", lambda dialog: (asked.append(dialog.message), dialog.dismiss()))
+    forget.click()  # it cannot be undone: the page asks first
+    page.wait_for_load_state("networkidle")
+    assert "cannot be undone" in asked[0]
+    assert PersonalModel.objects.exists()
+    expect(page.locator("#result")).not_to_have_class(STALE)
+
+    page.once("dialog", lambda dialog: dialog.accept())
+    forget.click()
     expect(page.locator("#status")).to_contain_text("Forgot your handwriting")
+    # The answer shown came from the model that is gone.
+    expect(page.locator("#result")).to_have_class(STALE)
     assert not PersonalModel.objects.exists()
     recognize(page, SEVEN)
     expect(page.locator("#guess-label")).to_have_text("7")
@@ -122,9 +134,7 @@ def test_an_answer_the_writer_corrected_before_is_asked_about(page):
     page.locator('.label-button[data-label="1"]').click()
     expect(page.locator("#status")).to_contain_text("Learned for you")
 
-    # Another 7, unlike the one corrected, that the shared model reads as 7 with 1 behind
-    # (the slider keeps the focus, so Escape would not clear the canvas: Clear does).
-    page.get_by_role("button", name="Clear").click()
+    # Another 7, unlike the one corrected, that the shared model reads as 7 with 1 behind.
     page.locator("#pen-width").fill("6")
     recognize(page, [(120, 60), (165, 60), (130, 230)])
     expect(page.locator("#lookalike-question")).to_have_text("7 or 1?")
@@ -157,10 +167,10 @@ def test_digits_mode_offers_only_digits_to_correct_to(page):
     expect(page.locator("#status")).to_contain_text("Learned for you")
     assert [correction.label for correction in Correction.objects.all()] == ["1"]
 
-    # Letters mode offers the letters; the choice follows the answer, not the switch.
-    page.get_by_role("radio", name="Letters").check()
-    expect(labels).to_have_count(10)  # still the digit answer on screen
-    page.get_by_role("button", name="Clear").click()  # the radio keeps the focus from Escape
+    # Letters mode offers the letters.
+    with page.expect_response("**/api/predictions/"):
+        page.get_by_role("radio", name="Letters").check()
+    expect(labels).to_have_count(26)
     recognize(page, ONE)
     expect(labels).to_have_count(26)
     expect(page.locator('.label-button[data-label="1"]')).to_be_hidden()
@@ -168,7 +178,28 @@ def test_digits_mode_offers_only_digits_to_correct_to(page):
     expect(page.locator("#status")).to_contain_text(re.compile("Saved|Learned for you"))
     assert Correction.objects.order_by("-pk").first().label == "l"
 
-    page.get_by_role("radio", name="Any").check()
-    page.get_by_role("button", name="Clear").click()
+    with page.expect_response("**/api/predictions/"):
+        page.get_by_role("radio", name="Any").check()
     recognize(page, SEVEN)
     expect(labels).to_have_count(36)
+
+
+def test_a_new_mode_recognizes_the_shown_drawing_again(page):
+    recognize(page, SEVEN)
+    guess = page.locator("#guess-label")
+    expect(guess).to_have_text("7")
+    labels = page.get_by_role("group", name="Correct label").get_by_role("button")
+    expect(labels).to_have_count(36)
+
+    with page.expect_response("**/api/predictions/"):
+        page.get_by_role("radio", name="Letters").check()
+    expect(guess).to_have_text(re.compile("^[a-z]$"))
+    expect(labels).to_have_count(26)  # the label grid is the new mode's
+    expect(page.locator("#result")).not_to_have_class(STALE)
+    assert [sample.classes for sample in Sample.objects.order_by("pk")] == ["all", "letters"]
+
+    page.get_by_role("radio", name="Letters").press("Control+z")  # the drawing changes
+    expect(page.locator("#result")).to_have_class(STALE)
+    page.get_by_role("radio", name="Digits").check()  # no answer shown: nothing to ask again
+    page.wait_for_load_state("networkidle")
+    assert Sample.objects.count() == 2

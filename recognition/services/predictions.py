@@ -111,7 +111,7 @@ def _glyph(image: Image.Image) -> np.ndarray:
     try:
         return preprocess_image(image)
     except BlankImageError as error:
-        raise DrawingError("blank", f"The drawing is blank: {error}") from None
+        raise DrawingError("blank", f"Nothing to read: {error}.") from None
 
 
 def _answer(glyph: np.ndarray, *, loaded: LoadedModel, writer: Writer | None) -> PersonalAnswer:

@@ -10,12 +10,13 @@ const result = document.getElementById("result");
 const modelVersion = document.getElementById("model-version");
 const modeSwitch = document.getElementById("mode");
 const predictButton = document.getElementById("predict");
+const board = document.querySelector(".board");
 
 const CSS_SIZE = 280;
 const strokes = []; // [{width, points: [[x, y, t], ...]}], in CSS pixels
 let startedAt = null;
 let current = null;
-let prediction = null; // the last answer of POST /api/predictions/
+let prediction = null; // the shown answer of POST /api/predictions/, while it is about this drawing
 let predictionMode = "all"; // the mode (Any, Digits, Letters) that answer was restricted to
 let pollTimer = null;
 let predicting = false; // a POST /api/predictions/ is in flight
@@ -29,8 +30,6 @@ function setUpCanvas() {
   const ratio = window.devicePixelRatio || 1;
   canvas.width = Math.round(CSS_SIZE * ratio);
   canvas.height = Math.round(CSS_SIZE * ratio);
-  canvas.style.width = `${CSS_SIZE}px`;
-  canvas.style.height = `${CSS_SIZE}px`;
   context.setTransform(ratio, 0, 0, ratio, 0, 0);
   redraw();
 }
@@ -73,12 +72,21 @@ function pointFrom(event) {
   ];
 }
 
-// A changed drawing is no longer the sample the shown answer is about: hide it, so
-// that no button or key can label the old sample by mistake.
+// A changed drawing is no longer the sample the shown answer is about.
 function drawingChanged() {
   drawingRevision += 1;
+  markStale();
+}
+
+// The shown answer no longer counts: no button or key may label its sample. It keeps
+// its place, dimmed, so that the page does not move under a finger that starts a stroke.
+function markStale() {
   prediction = null;
-  result.hidden = true;
+  if (result.hidden) return;
+  // An inert panel drops the focus to <body>: a keyboard user goes on at the canvas.
+  if (result.contains(document.activeElement)) canvas.focus({ preventScroll: true });
+  result.inert = true;
+  result.classList.add("stale");
 }
 
 canvas.addEventListener("pointerdown", (event) => {
@@ -151,6 +159,10 @@ async function api(method, url, body) {
   } catch {
     throw apiError("Couldn't reach the server. Check your connection and try again.", "network");
   }
+  if (response.status === 429) {
+    const wait = Number(response.headers.get("Retry-After"));
+    throw apiError(`Too many requests. Try again in ${wait > 0 ? `${wait} s` : "a minute"}.`, "throttled");
+  }
   let data = null;
   try {
     data = await response.json();
@@ -173,13 +185,11 @@ function say(message, tone = "") {
   statusLine.dataset.tone = tone;
 }
 
-// The line below the label grid is out of sight on a phone, where the grid fills the
-// screen: after a tap on a label, bring the answer to it into view, the tapped row with it.
-function revealStatus() {
-  const box = statusLine.getBoundingClientRect();
-  if (box.top >= 0 && box.bottom <= window.innerHeight) return;
+// On a phone the canvas and the answer do not fit on one screen: each step brings the
+// part the user needs next into view, and leaves the page alone where it already shows.
+function bringIntoView(element) {
   const still = window.matchMedia("(prefers-reduced-motion: reduce)").matches;
-  statusLine.scrollIntoView({ block: "nearest", behavior: still ? "auto" : "smooth" });
+  element.scrollIntoView({ block: "nearest", behavior: still ? "auto" : "smooth" });
 }
 
 async function showActiveVersion() {
@@ -194,7 +204,19 @@ async function showActiveVersion() {
 
 // --- Predicting -----------------------------------------------------------
 
+// Whether the shown answer is about this drawing, in the mode chosen now.
+function answerIsCurrent() {
+  return prediction !== null && predictionMode === currentMode();
+}
+
 async function predict() {
+  if (answerIsCurrent()) {
+    // One drawing, one sample: asking again would store the same drawing twice.
+    say("Already recognized: the answer is shown.");
+    bringIntoView(result);
+    result.focus({ preventScroll: true });
+    return;
+  }
   if (predicting) {
     // One drawing, one sample: a double click sends it once. A press after the drawing
     // changed is answered when this request returns (below).
@@ -206,6 +228,7 @@ async function predict() {
   const hadFocus = document.activeElement === predictButton;
   predictButton.disabled = true;
   stopPolling();
+  markStale(); // an answer in another mode is being replaced
   say("Recognizing…");
   const revision = drawingRevision;
   const image = canvas.toDataURL("image/png");
@@ -230,14 +253,12 @@ async function predict() {
       predictButton.focus();
     }
   }
-  if (revision !== drawingRevision) {
-    say(""); // the drawing changed meanwhile: this answer is about a drawing that is gone
+  if (revision !== drawingRevision || mode !== currentMode()) {
+    say(""); // the drawing or the mode changed meanwhile: this answer is about neither
     if (askedWhilePredicting && strokes.length) predict();
     return;
   }
   if (failure) {
-    prediction = null;
-    result.hidden = true;
     say(failure.message, "error");
     return;
   }
@@ -245,6 +266,7 @@ async function predict() {
   predictionMode = mode;
   showPrediction(prediction);
   say("");
+  bringIntoView(result);
 }
 
 function showPrediction(answer) {
@@ -282,6 +304,8 @@ function showPrediction(answer) {
   document.getElementById("personal-badge").hidden = !answer.personal;
   showLookalikes(answer.lookalikes, answer.personal);
   result.hidden = false;
+  result.inert = false;
+  result.classList.remove("stale");
 }
 
 // --- Context and look-alikes ----------------------------------------------
@@ -334,21 +358,31 @@ function showLookalikes(labels, personal) {
 // --- Personal model -------------------------------------------------------
 
 async function forgetHandwriting() {
+  if (!window.confirm("Forget your handwriting? The corrections that taught your own model cannot be undone.")) return;
   try {
     const answer = await api("DELETE", "/api/writers/me/");
+    // The shown answer may come from the model that is gone.
+    markStale();
     say(answer.forgotten ? "Forgot your handwriting: you get the shared model now." : "There was nothing to forget.", "ok");
   } catch (error) {
     say(error.message, "error");
   }
+  bringIntoView(board); // the line that tells is by the canvas, out of sight from the button
 }
 
 // --- Correcting -----------------------------------------------------------
 
-async function correct(label) {
-  if (!prediction) return;
+// Marks ``label`` as the one saved for the shown answer (none: null).
+function pressLabel(label) {
   for (const button of document.querySelectorAll(".label-button, .lookalike-button")) {
     button.setAttribute("aria-pressed", String(button.dataset.label === label));
   }
+}
+
+async function correct(label) {
+  if (!prediction) return;
+  const saved = result.querySelector('[aria-pressed="true"]')?.dataset.label ?? null;
+  pressLabel(label);
   try {
     const correction = await api("POST", `/api/samples/${prediction.sample}/corrections/`, {
       label,
@@ -363,9 +397,10 @@ async function correct(label) {
       say(`Saved “${label}”: the model already knew it. Thank you!`, "ok");
     }
   } catch (error) {
-    say(error.message, "error");
+    pressLabel(saved);
+    say(`“${label}” was not saved. ${error.message}`, "error");
   }
-  if (!result.hidden) revealStatus(); // hidden: the line sits under the canvas
+  bringIntoView(board); // the line that tells, and the canvas for the next drawing
 }
 
 function stopPolling() {
@@ -430,17 +465,20 @@ function showPenWidth() {
 }
 
 penWidth.addEventListener("input", showPenWidth);
-modeSwitch.addEventListener("change", () => localStorage.setItem(MODE_KEY, currentMode()));
+modeSwitch.addEventListener("change", () => {
+  localStorage.setItem(MODE_KEY, currentMode());
+  // The shown answer and its labels must be the mode's: ask again in the new one.
+  if (prediction || predicting) predict();
+});
 document.getElementById("forget").addEventListener("click", forgetHandwriting);
 
 // A label key corrects only where the user is answering "Is it right?": with the
 // focus in the result panel (its label grid, look-alike buttons or "Right").
 function inCorrectionArea(target) {
-  return target instanceof Element && !result.hidden && result.contains(target);
+  return target instanceof Element && !result.hidden && !result.inert && result.contains(target);
 }
 
 document.addEventListener("keydown", (event) => {
-  if (event.target instanceof HTMLInputElement) return;
   if ((event.ctrlKey || event.metaKey) && event.key.toLowerCase() === "z") {
     event.preventDefault();
     undo();
