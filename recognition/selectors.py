@@ -32,7 +32,9 @@ def sample_list() -> QuerySet[Sample]:
 
     Without their strokes (up to half a megabyte each), which only a detail shows.
     """
-    return Sample.objects.select_related("user").defer("strokes")
+    # The id breaks ties between samples stored in the same instant, so pages neither
+    # repeat nor skip a row.
+    return Sample.objects.select_related("user").defer("strokes").order_by("-created_at", "-pk")
 
 
 def sample_detail(*, sample_id: int) -> Sample:

@@ -1,5 +1,6 @@
 """The only writers of personal models: learn a label, use (and rebuild), reset."""
 
+from dataclasses import dataclass
 from datetime import timedelta
 from importlib import import_module
 
@@ -9,12 +10,13 @@ from django.db.models import QuerySet
 from django.utils import timezone
 
 from recognition import selectors as recognition_selectors
+from training.classes import CLASSES
 from training.registry import NoActiveModel
 from training.serving import LoadedModel, active_model
 
 from . import selectors
 from .models import PersonalModel
-from .prototypes import MAX_PROTOTYPES, Prototypes, drawn
+from .prototypes import MAX_PROTOTYPES, Drawn, Prototypes, drawn
 
 # A prediction records its use at most this often: a write per drawing would cost more.
 LAST_USED_RESOLUTION = timedelta(minutes=1)
@@ -26,20 +28,39 @@ DATABASE_SESSION_ENGINES = (
 )
 
 
-def personal_model_learn(*, sample, label: str) -> PersonalModel | None:
-    """Teach the writer who drew ``sample`` that it shows ``label``, for their next drawing.
+@dataclass(frozen=True)
+class Reading:
+    """The active model's one pass over a labelled sample: its answer, and the features a
+    personal model keeps."""
 
-    Runs for every label the writer gives (a correction or a confirmation), whoever
-    may teach the shared model; a sample without a writer teaches nobody. A newer
-    label of the same sample replaces its row.
-    """
-    if not sample.writer:
-        return None
+    loaded: LoadedModel
+    seen: Drawn
+
+    @property
+    def label(self) -> str:
+        return CLASSES[int(self.seen.logits[0].argmax())]
+
+
+def sample_reading(*, sample) -> Reading | None:
+    """Read ``sample`` with the active model (None when no model serves). A forward pass:
+    made before a transaction, so that no lock waits for it."""
     try:
         loaded = active_model.get()
     except NoActiveModel:
         return None
-    seen = drawn(loaded.model, sample.glyph_array())
+    return Reading(loaded=loaded, seen=drawn(loaded.model, sample.glyph_array()))
+
+
+def personal_model_learn(*, sample, label: str, reading: Reading | None) -> PersonalModel | None:
+    """Teach the writer who drew ``sample`` that it shows ``label``, for their next drawing.
+
+    Runs for every label the writer gives (a correction or a confirmation), whoever
+    may teach the shared model; a sample without a writer, or with no model to read
+    it (``reading`` None), teaches nobody. A newer label of the same sample replaces its row.
+    """
+    if not sample.writer or reading is None:
+        return None
+    loaded, seen = reading.loaded, reading.seen
     with transaction.atomic():
         # Created first, then locked: a writer's first two labels at once both find the row.
         PersonalModel.objects.get_or_create(

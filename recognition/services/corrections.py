@@ -2,14 +2,11 @@
 
 from dataclasses import dataclass
 
-import numpy as np
 from django.db import transaction
 
 from training import runs
-from training.classes import CLASS_INDEX, CLASSES
+from training.classes import CLASS_INDEX
 from training.models import TrainingRun
-from training.registry import NoActiveModel
-from training.serving import active_model
 from writers import services as writers_services
 
 from .. import selectors
@@ -44,7 +41,8 @@ def correct_sample(
     """
     if label not in CLASS_INDEX:
         raise ValueError(f"{label!r} is not one of the 36 classes")
-    model_reads = _active_model_reading(sample)  # a forward pass: outside the transaction
+    reading = writers_services.sample_reading(sample=sample)  # outside the transaction
+    model_reads = reading.label if reading is not None else None
     with transaction.atomic():
         # Two corrections at once each derive the label: the second must see the first's.
         sample.refresh_from_db(
@@ -80,20 +78,11 @@ def correct_sample(
         sample.proposed = sample.proposed or state == Correction.TrainingState.PROPOSED
         sample.save(update_fields=["label", "corrected", "proposed"])
         if source != Correction.Source.ADMIN:
-            writers_services.personal_model_learn(sample=sample, label=label)
+            writers_services.personal_model_learn(sample=sample, label=label, reading=reading)
         training_run = (
             runs.training_run_request() if state == Correction.TrainingState.PENDING else None
         )
     return CorrectionOutcome(correction=correction, training_run=training_run)
-
-
-def _active_model_reading(sample: Sample) -> str | None:
-    """The label the active model gives the sample's glyph now (None when no model serves)."""
-    try:
-        loaded = active_model.get()
-    except NoActiveModel:
-        return None
-    return CLASSES[int(loaded.predict_proba(sample.glyph_array()[np.newaxis]).argmax())]
 
 
 # --- Training (called by training's run life cycle) ------------------------
