@@ -20,6 +20,7 @@ import json
 import random
 import sys
 import time
+from http.cookiejar import CookieJar
 from pathlib import Path
 
 import numpy as np
@@ -47,9 +48,20 @@ def canvas_png(digit: np.ndarray) -> bytes:
     return buffer.getvalue()
 
 
+# The hostile client keeps its session cookie, as any script can: it may then label the
+# drawings it made, and only those.
+HOSTILE_COOKIES = CookieJar()
+
+
 def predict(url: str, png: bytes, headers: dict | None = None) -> tuple[int, dict]:
     body = {"image": base64.b64encode(png).decode()}
-    return call(url, "/api/predictions/", body, headers=headers)
+    return call(url, "/api/predictions/", body, headers=headers, cookies=HOSTILE_COOKIES)
+
+
+def correct(url: str, sample: int, label: str) -> tuple[int, dict]:
+    return call(
+        url, f"/api/samples/{sample}/corrections/", {"label": label}, cookies=HOSTILE_COOKIES
+    )
 
 
 def sevens() -> list[bytes]:
@@ -98,13 +110,13 @@ def trusted_run(images: list[bytes]) -> None:
         runs = set()
         for png in hostile:
             sample = predict(url, png)[1]["sample"]
-            status, answer = call(url, f"/api/samples/{sample}/corrections/", {"label": "1"})
+            status, answer = correct(url, sample, "1")
             assert status == 201, answer
             states[answer["training_state"]] = states.get(answer["training_state"], 0) + 1
             if answer["training_run"]:
                 runs.add(answer["training_run"]["id"])
         for _ in range(REPEATS):
-            status, answer = call(url, f"/api/samples/{sample}/corrections/", {"label": "1"})
+            status, answer = correct(url, sample, "1")
             assert status == 201, answer
             states[answer["training_state"]] = states.get(answer["training_state"], 0) + 1
         time.sleep(SETTLE_SECONDS)
@@ -151,13 +163,13 @@ def everyone_run() -> None:
         for png, label in misread_drawings(url):
             tried += 1
             sample = predict(url, png)[1]["sample"]
-            answer = call(url, f"/api/samples/{sample}/corrections/", {"label": label})[1]
+            answer = correct(url, sample, label)[1]
             if wait_for_run(url, answer["training_run"]["id"]) == "succeeded":
                 break
         first = store(deployment)
         states, runs = {}, set()
         for _ in range(REPEATS - 1):
-            status, answer = call(url, f"/api/samples/{sample}/corrections/", {"label": label})
+            status, answer = correct(url, sample, label)
             assert status == 201, answer
             states[answer["training_state"]] = states.get(answer["training_state"], 0) + 1
             if answer["training_run"]:

@@ -42,7 +42,8 @@ class MixedLoad:
         host, port = url.removeprefix("http://").split(":")
         self.host, self.port = host, int(port)
         self.correction_share = correction_share
-        # Corrections come from a trusted writer, so that they train the shared model.
+        # A trusted writer's app draws and corrects (only a drawing's drawer may label it),
+        # so that corrections train the shared model.
         self.token = token
         self.seed = seed
         self.drawings = loadgen.drawings()
@@ -68,7 +69,9 @@ class MixedLoad:
                 state["corrections"].append(json.loads(answer)["id"])
             return "correct", status == 201, status
         body, label = self.drawings[rng.randrange(len(self.drawings))]
-        status, answer = loadgen.post_json(self.host, self.port, "/api/predictions/", body)
+        status, answer = loadgen.post_json(
+            self.host, self.port, "/api/predictions/", body, self.token
+        )
         if status == 201:
             sample = json.loads(answer)["sample"]
             state["samples"].append(sample)

@@ -98,8 +98,8 @@ def measure_latency(deployment: Deployment, pool) -> dict:
     published, served, outcomes, phases = [], [], defaultdict(int), defaultdict(list)
     from training.classes import CLASSES
 
-    # A staff writer: their corrections train the shared model, and they see runs' figures.
-    authorization = {"Authorization": f"Token {deployment.trusted_token(staff=True)}"}
+    # A moderator: their labels train the shared model, and they see runs' figures.
+    authorization = {"Authorization": f"Token {deployment.trusted_token(moderator=True)}"}
     used, runs = [], []
     for path, label, _, _ in pool:
         if sum(outcomes.values()) == LATENCY_CORRECTIONS:

@@ -1,5 +1,6 @@
 """A throw-away deployment for benchmarks: its own database, media, Redis, gunicorn, worker."""
 
+import http.cookiejar
 import json
 import os
 import shutil
@@ -17,9 +18,16 @@ BIN = Path(sys.executable).parent
 
 
 def call(
-    url: str, path: str, body: dict | None = None, *, token: str = "", headers: dict | None = None
+    url: str,
+    path: str,
+    body: dict | None = None,
+    *,
+    token: str = "",
+    headers: dict | None = None,
+    cookies: http.cookiejar.CookieJar | None = None,
 ) -> tuple[int, dict]:
-    """A JSON request to a deployment (a POST when there is a body): status and answer."""
+    """A JSON request to a deployment (a POST when there is a body): status and answer;
+    with ``cookies``, as a client that keeps its session cookie there."""
     headers = {"Content-Type": "application/json", **(headers or {})}
     if token:
         headers["Authorization"] = f"Token {token}"
@@ -29,8 +37,11 @@ def call(
         headers=headers,
         method="POST" if body is not None else "GET",
     )
+    open_url = urllib.request.urlopen
+    if cookies is not None:
+        open_url = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(cookies)).open
     try:
-        with urllib.request.urlopen(request, timeout=60) as response:
+        with open_url(request, timeout=60) as response:
             return response.status, json.loads(response.read())
     except urllib.error.HTTPError as error:
         return error.code, json.loads(error.read())
@@ -85,16 +96,18 @@ class Deployment:
             raise RuntimeError(f"manage.py {' '.join(args)} failed:\n{result.stderr}")
         return result.stdout
 
-    def trusted_token(self, *, staff: bool = False) -> str:
+    def trusted_token(self, *, moderator: bool = False) -> str:
         """An API token whose corrections train the shared model (LEARN_FROM=trusted): a
-        member of "Trusted writers", or with ``staff`` a staff user, who also sees runs' figures.
+        member of "Trusted writers", who labels the drawings it made; with ``moderator`` a
+        moderator, who labels any drawing and sees runs' figures.
         """
-        name = "bench-staff" if staff else "bench-writer"
+        name = "bench-moderator" if moderator else "bench-writer"
+        group = "Moderators" if moderator else "Trusted writers"
         code = (
             "from django.contrib.auth.models import Group, User\n"
             "from rest_framework.authtoken.models import Token\n"
-            f"user, _ = User.objects.get_or_create(username={name!r}, is_staff={staff})\n"
-            "user.groups.add(Group.objects.get(name='Trusted writers'))\n"
+            f"user, _ = User.objects.get_or_create(username={name!r}, is_staff={moderator})\n"
+            f"user.groups.add(Group.objects.get(name={group!r}))\n"
             "print(Token.objects.get_or_create(user=user)[0].key)"
         )
         # The shell announces its automatic imports first: the token is the last line.

@@ -47,10 +47,10 @@ def sample_detail(*, sample_id: int) -> Sample:
 
 
 def sample_for_correction(*, sample_id: int, user, session_key: str | None) -> Sample | None:
-    """The sample if this person may label it: staff, or its owner (the user or the session
-    that drew it). Nobody else, so that no stranger can relabel another's drawing."""
+    """The sample if this person may label it: a moderator, or its owner (the user or the
+    session that drew it). Nobody else, so that no stranger can relabel another's drawing."""
     sample = Sample.objects.filter(pk=sample_id).first()
-    if sample is None or (user.is_authenticated and user.is_staff):
+    if sample is None or user.has_perm("recognition.moderate_sample"):
         return sample
     owned_by_user = sample.user_id is not None and sample.user_id == user.pk
     owned_by_session = bool(sample.session_key) and sample.session_key == session_key
@@ -60,15 +60,17 @@ def sample_for_correction(*, sample_id: int, user, session_key: str | None) -> S
 def trains_shared_model(*, user) -> bool:
     """Whether this person's corrections train the shared model without a moderator's review.
 
-    Under ``LEARN_FROM=everyone`` everybody's do; under ``trusted``, those of staff
-    (moderators are staff) and of users with ``recognition.train_shared_model``
-    (the "Trusted writers" group).
+    Under ``LEARN_FROM=everyone`` everybody's do; under ``trusted``, those of moderators
+    (``recognition.moderate_sample``) and of users with ``recognition.train_shared_model``
+    (the "Trusted writers" group). Being staff alone grants neither.
     """
     if settings.LEARN_FROM == "everyone":
         return True
     if user is None or not user.is_authenticated:
         return False
-    return user.is_staff or user.has_perm("recognition.train_shared_model")
+    return user.has_perm("recognition.moderate_sample") or user.has_perm(
+        "recognition.train_shared_model"
+    )
 
 
 def corrections_pending() -> QuerySet[Correction]:

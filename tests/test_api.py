@@ -13,6 +13,7 @@ from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
 from recognition.models import Correction, Prediction, Sample
+from recognition.services import moderator_create
 from training.classes import CLASSES
 from training.models import ModelVersion, TrainingRun
 
@@ -28,7 +29,8 @@ def client():
 
 @pytest.fixture
 def staff(db):
-    return User.objects.create_user("moderator", password="pw-for-tests-only", is_staff=True)
+    """A moderator: staff in the Moderators group."""
+    return moderator_create(username="moderator", password="pw-for-tests-only")
 
 
 def predict(client, png: bytes, **extra):

@@ -18,13 +18,14 @@ from pathlib import Path
 
 import pytest
 from django.conf import settings as django_settings
-from django.contrib.auth.models import Permission, User
+from django.contrib.auth.models import Permission
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
 from recognition.models import Correction, Prediction, Sample
+from recognition.services import moderator_create
 from training.classes import CLASSES
 from training.models import ModelVersion, TrainingRun
 
@@ -66,7 +67,7 @@ def sample(client, default_model) -> Sample:
 
 @pytest.fixture
 def staff_client(db) -> APIClient:
-    user = User.objects.create_user("hostile-staff", is_staff=True)
+    user = moderator_create(username="hostile-staff")
     user.user_permissions.add(Permission.objects.get(codename="change_modelversion"))
     client = APIClient(raise_request_exception=False)
     client.credentials(HTTP_AUTHORIZATION=f"Token {Token.objects.create(user=user).key}")
@@ -332,8 +333,8 @@ def test_negative_huge_or_odd_ids_in_paths(client, staff_client, sample, missing
 def test_schemathesis_finds_no_server_error(
     live_server, transactional_db, default_model, sample, tmp_path
 ):
-    """Schemathesis generates requests for every operation in /api/schema/, as staff."""
-    staff = User.objects.create_user("schemathesis", is_staff=True)
+    """Schemathesis generates requests for every operation in /api/schema/, as a moderator."""
+    staff = moderator_create(username="schemathesis")
     token = Token.objects.create(user=staff).key
     command = [
         str(Path(sys.executable).parent / "schemathesis"), "run",

@@ -12,13 +12,14 @@ from concurrent.futures import ThreadPoolExecutor
 from itertools import pairwise
 
 import pytest
-from django.contrib.auth.models import Permission, User
+from django.contrib.auth.models import Permission
 from django.core.management import call_command
 from django.db import connection, transaction
 from rest_framework.authtoken.models import Token
 
 from bench.server import Deployment, call
 from recognition.models import Correction
+from recognition.services import moderator_create
 from training import registry
 from training.models import ModelVersion, TrainingRun
 
@@ -110,7 +111,7 @@ def test_web_and_celery_workers_agree_on_one_linear_version_chain(deployment):
 
     # A moderator activates another version through the API; both web workers follow.
     second = copy_of(first)
-    staff = User.objects.create_user("operator", is_staff=True)
+    staff = moderator_create(username="operator")
     staff.user_permissions.add(Permission.objects.get(codename="change_modelversion"))
     token = Token.objects.create(user=staff).key
     status, body = call(url, f"/api/model-versions/{second.pk}/activate/", {}, token=token)
@@ -132,7 +133,7 @@ def test_web_and_celery_workers_agree_on_one_linear_version_chain(deployment):
             url,
             f"/api/samples/{samples[index]}/corrections/",
             {"label": misread[index][1]},
-            token=token,  # staff: their corrections train the shared model
+            token=token,  # a moderator: their corrections train the shared model
         )
 
     with ThreadPoolExecutor(CLIENTS) as pool:

@@ -29,6 +29,7 @@ from rest_framework.test import APIClient
 
 from bench.server import Deployment
 from recognition.models import Correction, Sample
+from recognition.services import moderator_create
 from training import nn, registry
 from training.models import ModelVersion
 
@@ -48,7 +49,8 @@ pytestmark = pytest.mark.django_db
 
 @pytest.fixture
 def staff(db):
-    return User.objects.create_user("moderator", password="pw-for-tests-only", is_staff=True)
+    """A moderator: staff in the Moderators group."""
+    return moderator_create(username="moderator", password="pw-for-tests-only")
 
 
 @pytest.fixture
@@ -86,7 +88,7 @@ def test_the_admin_is_for_staff_only(staff, member):
     assert browser.get("/admin/").status_code == 200
 
 
-def test_sample_detail_needs_staff_or_permission(default_model, staff, member):
+def test_sample_detail_needs_the_view_permission(default_model, staff, member):
     sample = predict(APIClient(), draw_png(ONE)).json()["sample"]
     url = f"/api/samples/{sample}/"
     session = APIClient()
@@ -95,6 +97,10 @@ def test_sample_detail_needs_staff_or_permission(default_model, staff, member):
     assert session.get("/api/samples/").status_code == 403
     assert token_client(member).get(url).status_code == 403
     assert token_client(staff).get(url).json()["id"] == sample
+    # Being staff opens the admin's door, nothing more: drawings need the permission.
+    bare_staff = User.objects.create_user("support", is_staff=True)
+    assert token_client(bare_staff).get(url).status_code == 403
+    assert token_client(bare_staff).get("/api/samples/").status_code == 403
     member.user_permissions.add(Permission.objects.get(codename="view_sample"))
     member = User.objects.get(pk=member.pk)  # permissions are cached on the instance
     assert token_client(member).get(url).json()["id"] == sample
@@ -135,7 +141,7 @@ def test_session_users_need_the_pages_csrf_token_to_correct(default_model, staff
         Correction.objects.all().delete()
 
 
-def test_only_the_drawer_and_staff_may_label_an_anonymous_api_drawing(default_model, staff):
+def test_only_the_drawer_and_moderators_may_label_an_anonymous_api_drawing(default_model, staff):
     drawer, stranger = APIClient(), APIClient()
     made = predict(drawer, draw_png(SEVEN))
     assert made.status_code == 201 and made.cookies.get("sessionid"), made.content
@@ -144,6 +150,8 @@ def test_only_the_drawer_and_staff_may_label_an_anonymous_api_drawing(default_mo
     refused = stranger.post(url, {"label": "x"}, format="json")
     assert refused.status_code == 404, refused.content
     assert not Correction.objects.exists()
+    bare_staff = token_client(User.objects.create_user("support", is_staff=True))
+    assert bare_staff.post(url, {"label": "x"}, format="json").status_code == 404
     assert drawer.post(url, {"label": "t"}, format="json").status_code == 201
     staffed = token_client(staff).post(url, {"label": "7"}, format="json")
     assert staffed.status_code == 201, staffed.content

@@ -81,11 +81,11 @@ def test_an_anonymous_correction_is_proposed_and_teaches_the_shared_model_nothin
     assert len(replay.heldout_user_set(exclude_ids=(), every=1, limit=100)) == 0
 
 
-@pytest.mark.parametrize("who", ["trusted_writer", "staff"])
+@pytest.mark.parametrize("who", ["trusted_writer", "moderator"])
 def test_trusted_corrections_train_the_shared_model(default_model, trusted_writer, who):
     user = trusted_writer
-    if who == "staff":
-        user = User.objects.create_user("staffer", is_staff=True)
+    if who == "moderator":
+        user = services.moderator_create(username="staffer")
     client = token_client(user)
     sample_id = predict(client)
     body = correct(client, sample_id, "t")
@@ -94,6 +94,12 @@ def test_trusted_corrections_train_the_shared_model(default_model, trusted_write
     assert replay.new_corrections_set(list(selectors.corrections_pending())).sample_ids == (
         sample_id,
     )
+
+
+def test_staff_alone_only_propose(default_model):
+    client = token_client(User.objects.create_user("support", is_staff=True))
+    body = correct(client, predict(client), "t")
+    assert body["training_state"] == PROPOSED and body["training_run"] is None
 
 
 def test_learn_from_everyone_keeps_the_open_loop(default_model, settings):

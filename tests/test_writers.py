@@ -123,7 +123,9 @@ def test_unknown_classes_is_a_400_that_stores_nothing(default_model, classes):
 
 
 def test_samples_api_shows_the_context(default_model):
-    staff = User.objects.create_user("mod", password="pw-for-tests-only", is_staff=True)
+    from recognition.services import moderator_create
+
+    staff = moderator_create(username="mod")
     body = predict(APIClient(), draw_png(SEVEN), classes="digits")
     client = APIClient()
     client.force_authenticate(staff)

@@ -10,7 +10,6 @@ from rest_framework.response import Response
 
 from recognition.models import Correction
 from recognizer_site.api_errors import ERRORS
-from recognizer_site.throttles import AnonThrottle, UserThrottle
 from training import selectors as training_selectors
 from training import services as training_services
 from training.models import ModelVersion, TrainingRun
@@ -38,7 +37,6 @@ class ModelVersionViewSet(viewsets.ReadOnlyModelViewSet):
     queryset = training_selectors.versions_listed()
     serializer_class = ModelVersionSerializer
     permission_classes = [AllowAny]
-    throttle_classes = [AnonThrottle, UserThrottle]
 
     @extend_schema(responses={200: ModelVersionSerializer, 404: ERRORS[404]})
     @action(detail=False)
@@ -61,7 +59,6 @@ class TrainingRunViewSet(mixins.RetrieveModelMixin, mixins.ListModelMixin, views
 
     queryset = TrainingRun.objects.all()
     serializer_class = TrainingRunSerializer
-    throttle_classes = [AnonThrottle, UserThrottle]
 
     def _for_staff(self) -> bool:
         return self.request is not None and self.request.user.is_staff
