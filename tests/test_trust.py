@@ -81,6 +81,24 @@ def test_an_anonymous_correction_is_proposed_and_teaches_the_shared_model_nothin
     assert len(replay.heldout_user_set(exclude_ids=(), every=1, limit=100)) == 0
 
 
+def test_confirming_what_a_vandals_own_model_taught_still_waits_for_review(default_model):
+    vandal = APIClient()
+    correct(vandal, predict(vandal), "x")
+    # The vandal's personal model now reads their 7s as "x"; "Right" on that answer is
+    # a label the shared model does not read, and must wait for a moderator like one.
+    second = vandal.post(
+        "/api/predictions/", {"image": base64.b64encode(draw_png(SEVEN)).decode()}, format="json"
+    ).json()
+    assert (second["label"], second["personal"]) == ("x", True)
+    assert correct(vandal, second["sample"], "x")["training_state"] == PROPOSED
+    # And a moderator's exclusion lifted, repeating a declined label is no trusted one.
+    Sample.objects.filter(pk=second["sample"]).update(status=Sample.Status.UNREVIEWED)
+    Correction.objects.update(training_state=Correction.TrainingState.DECLINED)
+    assert correct(vandal, second["sample"], "x")["training_state"] == PROPOSED
+    assert len(replay.replay_set(exclude_ids=(), per_class=100, every=10**9, seed=0)) == 0
+    assert len(replay.heldout_user_set(exclude_ids=(), every=1, limit=100)) == 0
+
+
 @pytest.mark.parametrize("who", ["trusted_writer", "moderator"])
 def test_trusted_corrections_train_the_shared_model(default_model, trusted_writer, who):
     user = trusted_writer

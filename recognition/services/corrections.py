@@ -30,10 +30,10 @@ def correct_sample(
     """Record the label a person gave a sample; queue a fine-tune of the shared model if the
     label teaches it something and the person may teach it.
 
-    Stored and counted but queueing nothing: a label the active model already
-    reads on the sample, one that repeats the sample's current label (unless
-    that label still waits for review), and one on a sample excluded from
-    training. A label from someone the shared model does not learn from
+    Stored and counted but queueing nothing: a label the active shared model
+    already reads on the sample, one that repeats the sample's current label
+    (unless that label waits for review or was declined), and one on a sample
+    excluded from training. A label from someone the shared model does not learn from
     (``selectors.trains_shared_model``) is *proposed*: a moderator's confirm or
     relabel sends it to training.
     Every label but a moderator's also teaches the personal model of the sample's
@@ -55,10 +55,11 @@ def correct_sample(
         repeats = (
             current is not None
             and current.label == label
-            and current.training_state != Correction.TrainingState.PROPOSED
+            and current.training_state not in selectors.UNTRUSTED_LABEL_STATES
         )
-        confirms = label == previous and label == predicted
-        if sample.status == Sample.Status.EXCLUDED or repeats or confirms or label == model_reads:
+        # Only the shared model's own reading makes a label nothing to learn: the answer
+        # shown may have been a personal model's, which a vandal's labels taught.
+        if sample.status == Sample.Status.EXCLUDED or repeats or label == model_reads:
             state = Correction.TrainingState.NOT_NEEDED
         elif selectors.trains_shared_model(user=author):
             state = Correction.TrainingState.PENDING
