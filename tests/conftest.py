@@ -129,11 +129,13 @@ def moderators_group(transactional_db):
     Transactional tests empty every table when they end, rows that migrations
     made included; this runs the migration's own function again on its models.
     """
-    migration = importlib.import_module("recognition.migrations.0003_moderators_group")
-    state = MigrationExecutor(connection).loader.project_state(
-        ("recognition", "0003_moderators_group")
-    )
-    migration.create_group(state.apps, None)
+    loader = MigrationExecutor(connection).loader
+    for name, make in (
+        ("0003_moderators_group", "create_group"),
+        ("0012_moderators_see_personal_models", "grant"),
+    ):
+        migration = importlib.import_module(f"recognition.migrations.{name}")
+        getattr(migration, make)(loader.project_state(("recognition", name)).apps, None)
 
 
 def teacher():

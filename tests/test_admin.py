@@ -100,6 +100,8 @@ def test_moderators_group_has_exactly_the_moderation_permissions():
         ("recognition", "view_correction"),
         ("training", "view_modelversion"),
         ("training", "view_trainingrun"),
+        ("writers", "view_personalmodel"),
+        ("writers", "delete_personalmodel"),
     }
 
 
@@ -265,6 +267,37 @@ def test_confirm_records_who_checked_and_trains_nothing_new(mod_client, moderato
     assert correction.author == moderator and correction.source == "admin"
     assert correction.training_state == Correction.TrainingState.NOT_NEEDED
     assert not TrainingRun.objects.exists()
+    act(mod_client, SAMPLES, "relabel", [sample], label="t")
+    history = LogEntry.objects.filter(object_id=str(sample.pk), user=moderator)
+    assert list(history.order_by("pk").values_list("change_message", flat=True)) == [
+        "Confirmed the label",
+        "Relabelled as 't'",
+    ]
+
+
+def test_retrain_now_queues_no_run_for_corrections_a_run_is_training(mod_client, samples):
+    sample = samples["seven"]
+    outcome = services.correct_sample(sample=sample, label="t", source="api", author=teacher())
+    run = outcome.training_run
+    services.corrections_take_pending(run=run, limit=10)  # as a claimed run does
+    TrainingRun.objects.filter(pk=run.pk).update(status="running")
+    response = act(mod_client, SAMPLES, "retrain", [sample])
+    assert "The running training run is learning the 1 pending correction(s)." in (
+        response.content.decode()
+    )
+    assert list(TrainingRun.objects.values_list("pk", flat=True)) == [run.pk]
+
+
+def test_moderators_are_told_who_may_roll_back_and_why_runs_published_nothing(
+    mod_client, default_model
+):
+    versions = mod_client.get("/admin/training/modelversion/").content.decode()
+    assert "needs the training.change_modelversion permission" in versions
+    TrainingRun.objects.create(
+        parent_version=default_model, status="rejected", reason="forgetting would exceed 0.50"
+    )
+    runs = mod_client.get("/admin/training/trainingrun/").content.decode()
+    assert "forgetting would exceed 0.50" in runs
 
 
 def test_confirm_and_relabel_refuse_more_samples_than_they_may_label(

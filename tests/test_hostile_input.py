@@ -331,7 +331,7 @@ def test_negative_huge_or_odd_ids_in_paths(client, staff_client, sample, missing
 
 @pytest.mark.slow
 def test_schemathesis_finds_no_server_error(
-    live_server, transactional_db, default_model, sample, tmp_path
+    live_server, transactional_db, moderators_group, default_model, sample, tmp_path
 ):
     """Schemathesis generates requests for every operation in /api/schema/, as a moderator."""
     staff = moderator_create(username="schemathesis")

@@ -30,7 +30,7 @@ CLIENTS = 8
 
 
 @pytest.fixture
-def deployment(transactional_db, settings):
+def deployment(transactional_db, moderators_group, settings):
     """A deployment on this test's database and media; stopped before the database is flushed."""
     created = []
 

@@ -19,6 +19,8 @@ def _percent(value) -> str:
     return "-" if value is None else f"{value:.2%}"
 
 
+# A run's reason in its list row: the whole of it is on the run's page.
+OUTCOME_CHARS = 90
 # Filters list this many of the newest versions: a busy site makes thousands.
 RECENT_VERSIONS = 20
 
@@ -103,6 +105,17 @@ class ModelVersionAdmin(ReadOnlyAdmin):
 
     def has_activate_permission(self, request):
         return request.user.has_perm("training.change_modelversion")
+
+    def changelist_view(self, request, extra_context=None):
+        if not self.has_activate_permission(request):
+            # A moderator who sees a bad version must know whom to ask.
+            self.message_user(
+                request,
+                "Activating a version (rolling back) needs the training.change_modelversion "
+                "permission, which moderators do not have: ask an operator.",
+                messages.INFO,
+            )
+        return super().changelist_view(request, extra_context)
 
     def get_queryset(self, request):
         # A list reads its figures from the query, not from each version's metrics (and
@@ -251,6 +264,7 @@ class TrainingRunAdmin(ReadOnlyAdmin):
     list_display = (
         "id",
         "status",
+        "outcome",
         "failure_kind",
         "parent_version",
         "result_version",
@@ -267,6 +281,12 @@ class TrainingRunAdmin(ReadOnlyAdmin):
         # Each run's two versions: their names, not their confusion matrices.
         versions = (*version_json_of("parent_version"), *version_json_of("result_version"))
         return super().get_queryset(request).defer(*versions)
+
+    @admin.display(description="why")
+    def outcome(self, run):
+        """Why a run published nothing: the gate's reason or the error, in a line."""
+        why = run.reason or run.error
+        return why if len(why) <= OUTCOME_CHARS else why[: OUTCOME_CHARS - 1] + "…"
 
     @admin.display(description="corrections")
     def correction_count(self, run):

@@ -66,7 +66,10 @@ class SampleReviewActions:
     def confirm(self, request, queryset):
         if self._too_many(request, queryset, limit=MAX_SAMPLES_PER_ACTION):
             return
-        outcomes = services.samples_confirm(samples=list(queryset), moderator=request.user)
+        samples = list(queryset)
+        with transaction.atomic():
+            outcomes = services.samples_confirm(samples=samples, moderator=request.user)
+            self._log(request, samples, "Confirmed the label")
         self.message_user(
             request,
             f"Confirmed {len(outcomes)} sample(s).{_queued_message(outcomes)}",
@@ -80,9 +83,12 @@ class SampleReviewActions:
         form = RelabelForm(request.POST if "label" in request.POST else None)
         if form.is_valid():
             label = form.cleaned_data["label"]
-            outcomes = services.samples_relabel(
-                samples=list(queryset), label=label, moderator=request.user
-            )
+            samples = list(queryset)
+            with transaction.atomic():
+                outcomes = services.samples_relabel(
+                    samples=samples, label=label, moderator=request.user
+                )
+                self._log(request, samples, f"Relabelled as {label!r}")
             self.message_user(
                 request,
                 f"Relabelled {len(outcomes)} sample(s) as {label!r}.{_queued_message(outcomes)}",
@@ -120,13 +126,14 @@ class SampleReviewActions:
         with transaction.atomic():
             samples = list(queryset.select_related(None).only("pk"))
             changed = service(samples=Sample.objects.filter(pk__in=[s.pk for s in samples]))
-            LogEntry.objects.log_actions(
-                user_id=request.user.pk,
-                queryset=samples,
-                action_flag=CHANGE,
-                change_message=log_message,
-            )
+            self._log(request, samples, log_message)
         self.message_user(request, f"{log_message}: {changed} sample(s).", messages.SUCCESS)
+
+    def _log(self, request, samples, message: str):
+        """One admin history entry per sample, in one INSERT."""
+        LogEntry.objects.log_actions(
+            user_id=request.user.pk, queryset=samples, action_flag=CHANGE, change_message=message
+        )
 
     @admin.action(permissions=["moderate"], description="Retrain now on all pending corrections")
     def retrain(self, request, queryset):
@@ -135,10 +142,17 @@ class SampleReviewActions:
         self.request_training(request)
 
     def request_training(self, request):
-        """Queue a run for every pending correction, and say so (or that none waits)."""
-        pending = selectors.corrections_pending().count()
+        """Queue a run for every pending correction no run is training now, and say so (or
+        that none waits)."""
+        pending = selectors.corrections_awaiting_run().count()
         if not pending:
-            self.message_user(request, "No correction is waiting for training.", messages.WARNING)
+            training = selectors.corrections_pending().count()
+            waiting = (
+                f"The running training run is learning the {training} pending correction(s)."
+                if training
+                else "No correction is waiting for training."
+            )
+            self.message_user(request, waiting, messages.WARNING)
             return
         run = runs.training_run_request()
         self.message_user(

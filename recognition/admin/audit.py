@@ -41,15 +41,17 @@ class ReadOnlyInline(admin.TabularInline):
         return False
 
 
-class PredictionInline(ReadOnlyInline):
+class ConfidencePercent:
+    @admin.display(description="confidence", ordering="confidence")
+    def confidence_percent(self, prediction):
+        return f"{prediction.confidence:.1%}"
+
+
+class PredictionInline(ConfidencePercent, ReadOnlyInline):
     model = Prediction
     fields = ("created_at", "model_version", "label", "confidence_percent", "top_k")
     readonly_fields = fields
     verbose_name_plural = "predictions (newest first)"
-
-    @admin.display(description="confidence")
-    def confidence_percent(self, prediction):
-        return f"{prediction.confidence:.1%}"
 
     @admin.display(description="top 5")
     def top_k(self, prediction):
@@ -74,8 +76,15 @@ class AuditLogAdmin(IdSearchMixin, ReadOnlyAdmin):
 
 
 @admin.register(Prediction)
-class PredictionAdmin(AuditLogAdmin):
-    list_display = ("id", "sample_link", "label", "confidence", "model_version", "created_at")
+class PredictionAdmin(ConfidencePercent, AuditLogAdmin):
+    list_display = (
+        "id",
+        "sample_link",
+        "label",
+        "confidence_percent",
+        "model_version",
+        "created_at",
+    )
     list_filter = (("model_version", RecentVersionsFilter), "label", "created_at")
     list_select_related = ("model_version",)
     search_fields = ("label__exact",)
