@@ -141,6 +141,8 @@ class Sample(models.Model):
                 name="sample_disputed",
                 condition=Q(disputed=True),
             ),
+            # One drawer's drawings (the admin's "all their drawings").
+            models.Index(fields=["writer", "-id"], name="sample_writer", condition=~Q(writer="")),
         ]
 
     def __str__(self):

@@ -250,6 +250,19 @@ def samples_labelled_by(samples: QuerySet[Sample], *, author_id: int) -> QuerySe
     )
 
 
+def samples_of_drawer(samples: QuerySet[Sample], *, sample_id: int) -> QuerySet[Sample]:
+    """Every drawing by whoever drew this sample (its writer: a session, a user, a token's
+    end user; else its user): to review or stop one anonymous drawer at once."""
+    drawn = Sample.objects.filter(pk=sample_id).values("writer", "user_id").first()
+    if drawn is None:
+        return samples.none()
+    if drawn["writer"]:
+        return samples.filter(writer=drawn["writer"])
+    if drawn["user_id"] is not None:
+        return samples.filter(user_id=drawn["user_id"])
+    return samples.filter(pk=sample_id)
+
+
 # How many newest corrections per listed author are read to find distinct authors.
 AUTHOR_SCAN_FACTOR = 20
 

@@ -1,5 +1,6 @@
 """Moderation in the Django admin: permissions, the review queue, its actions, the dashboard."""
 
+import base64
 import io
 import re
 import zipfile
@@ -335,6 +336,27 @@ def test_exclude_and_include_refuse_more_samples_than_they_may_change(
     act(mod_client, SAMPLES, "exclude_from_training", everything[:3])
     assert Sample.objects.filter(status=Sample.Status.EXCLUDED).count() == 3
     assert LogEntry.objects.filter(change_message="Excluded from training").count() == 3
+
+
+def test_one_anonymous_drawers_drawings_are_found_from_any_of_them(mod_client, default_model):
+    from rest_framework.test import APIClient
+
+    def drawn_by(client, drawing) -> int:
+        body = {"image": base64.b64encode(draw_png(drawing)).decode()}
+        return client.post("/api/predictions/", body, format="json").json()["sample"]
+
+    vandal, other = APIClient(), APIClient()
+    theirs = [drawn_by(vandal, drawing) for drawing in (SEVEN, ONE, ZERO)]
+    drawn_by(other, SEVEN)
+    page = mod_client.get(f"{SAMPLES}{theirs[1]}/change/").content.decode()
+    link = f"?drawer_of={theirs[1]}"
+    assert link in page and "browser session" in page
+    listed = mod_client.get(SAMPLES + link)
+    assert sorted(changelist_ids(listed)) == theirs
+    act(mod_client, SAMPLES + link, "exclude_from_training", Sample.objects.filter(pk__in=theirs))
+    assert set(
+        Sample.objects.filter(status=Sample.Status.EXCLUDED).values_list("pk", flat=True)
+    ) == (set(theirs))
 
 
 def test_excluded_samples_are_never_replayed(mod_client, samples):

@@ -465,6 +465,7 @@ def test_admin_lists_personal_models_read_only_and_resets_them(default_model):
     page_text = listing.content.decode()
     assert writer_shown(personal.writer) in page_text
     assert f"{personal.size_bytes / 1024:.1f} KiB" in page_text  # counted by the database
+    assert f"?drawer_of={drawn['sample']}" in page_text  # all their drawings, for review
     assert client.get("/admin/writers/personalmodel/add/").status_code == 403
     detail = client.get(f"/admin/writers/personalmodel/{personal.pk}/change/").content.decode()
     assert 'name="labels"' not in detail  # read-only

@@ -2,6 +2,8 @@
 
 from django.contrib import admin, messages
 from django.db.models.functions import Length
+from django.urls import reverse
+from django.utils.html import format_html
 
 from training.admin import ReadOnlyAdmin, version_json_of
 
@@ -14,6 +16,7 @@ from .models import PersonalModel
 class PersonalModelAdmin(ReadOnlyAdmin):
     list_display = (
         "writer_shown",
+        "drawings",
         "user",
         "corrections",
         "prototypes",
@@ -32,6 +35,14 @@ class PersonalModelAdmin(ReadOnlyAdmin):
     @admin.display(description="writer", ordering="writer")
     def writer_shown(self, personal):
         return writer_shown(personal.writer)
+
+    @admin.display(description="drawings")
+    def drawings(self, personal):
+        """All the writer's drawings in the review queue, found through one of them."""
+        if not personal.sample_ids:
+            return "-"
+        url = reverse("admin:recognition_sample_changelist")
+        return format_html('<a href="{}?drawer_of={}">all</a>', url, personal.sample_ids[-1])
 
     @admin.display(description="prototypes")
     def prototypes(self, personal):

@@ -98,6 +98,23 @@ class RecentAuthorsFilter(admin.RelatedFieldListFilter):
         return recent_author_choices()
 
 
+class SameDrawerFilter(admin.SimpleListFilter):
+    """Every drawing by one sample's drawer, reached from that sample's page: an anonymous
+    drawer has no name to pick from a list, and their key is a secret."""
+
+    title = "drawer"
+    parameter_name = "drawer_of"
+
+    def lookups(self, request, model_admin):
+        value = self.value()
+        return [(value, f"the drawer of sample {value}")] if value else []
+
+    def queryset(self, request, queryset):
+        if self.value() and self.value().isdecimal():
+            return selectors.samples_of_drawer(queryset, sample_id=int(self.value()))
+        return queryset
+
+
 class LabelledByFilter(admin.SimpleListFilter):
     """Every sample one person labelled: how a careless or hostile labeller's work is undone."""
 

@@ -15,6 +15,7 @@ from PIL import Image
 from recognizer_site.admin_search import IdSearchMixin
 from recognizer_site.paginators import EstimatedCountPaginator
 from training import charts
+from writers.identity import writer_shown
 
 from .. import dashboard, selectors
 from ..images import encode_png
@@ -29,6 +30,7 @@ from .filters import (
     ModelVersionFilter,
     PredictedLabelFilter,
     ProposedFilter,
+    SameDrawerFilter,
 )
 from .strokes import strokes_replay_html
 
@@ -61,6 +63,7 @@ class SampleAdmin(IdSearchMixin, SampleReviewActions, admin.ModelAdmin):
         ConfidenceBandFilter,
         ModelVersionFilter,
         LabelledByFilter,
+        SameDrawerFilter,
         "created_at",
     )
     search_fields = ("label__exact",)  # and ids: IdSearchMixin
@@ -72,9 +75,13 @@ class SampleAdmin(IdSearchMixin, SampleReviewActions, admin.ModelAdmin):
             "Label",
             {"fields": ("label", "status", "predicted", "confidence_percent", "model_version")},
         ),
-        ("Origin", {"fields": ("source", "classes", "user", "created_at", "width", "height")}),
+        (
+            "Origin",
+            {"fields": ("drawer", "source", "classes", "user", "created_at", "width", "height")},
+        ),
     )
     readonly_fields = (
+        "drawer",
         "drawing",
         "seen_by_model",
         "strokes_replay",
@@ -114,6 +121,12 @@ class SampleAdmin(IdSearchMixin, SampleReviewActions, admin.ModelAdmin):
     @admin.display(description="drawing")
     def thumbnail(self, sample):
         return drawing_thumbnail(sample.pk)
+
+    @admin.display(description="drawer")
+    def drawer(self, sample):
+        who = writer_shown(sample.writer) if sample.writer else sample.user or "no session"
+        everything = reverse("admin:recognition_sample_changelist") + f"?drawer_of={sample.pk}"
+        return format_html('{} (<a href="{}">all their drawings</a>)', who, everything)
 
     @admin.display(description="proposed", boolean=True, ordering="-proposed")
     def awaits_review(self, sample):
