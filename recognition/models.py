@@ -77,6 +77,8 @@ class Sample(models.Model):
     # so that lists filter and sort on indexed columns instead of a subquery per row.
     predicted_label = models.CharField(max_length=1, choices=LABEL_CHOICES, blank=True)
     confidence = models.FloatField(null=True, blank=True)
+    # A writer's personal model shaped the prediction: not the shared model's reading.
+    predicted_personally = models.BooleanField(default=False)
     model_version_number = models.PositiveIntegerField(null=True, blank=True, db_index=True)
     corrected = models.BooleanField(default=False, help_text="Someone gave it a label.")
     # A random order of samples: a fine-tune replays the next few of a class from a
@@ -175,6 +177,9 @@ class Prediction(models.Model):
     label = models.CharField(max_length=1, choices=LABEL_CHOICES, db_index=True)
     confidence = models.FloatField(db_index=True)
     probabilities = models.JSONField(help_text="36 probabilities in class order.")
+    personal = models.BooleanField(
+        default=False, help_text="The writer's personal model shaped this answer or what it asks."
+    )
     latency_ms = models.FloatField()
     created_at = models.DateTimeField(auto_now_add=True)
 

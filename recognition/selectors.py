@@ -223,10 +223,11 @@ def sample_counts_by_class() -> dict[str, dict[str, int]]:
 
 
 def samples_confused_pairs(*, limit: int = 10) -> list[dict]:
-    """The most frequent (predicted -> labelled) disagreements on user samples."""
+    """The most frequent (predicted -> labelled) disagreements on user samples, where the
+    shared model answered: a personal model's answers are its writer's teaching."""
     rows = (
         sample_review_queue()
-        .filter(disputed=True)
+        .filter(disputed=True, predicted_personally=False)
         .exclude(status=Sample.Status.EXCLUDED)
         .values("predicted_label", "label")
         .annotate(count=Count("pk"))

@@ -10,7 +10,7 @@ from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
 from recognition import selectors, services
-from recognition.models import Correction, Sample, heldout_bucket_of
+from recognition.models import Correction, Prediction, Sample, heldout_bucket_of
 from training import replay
 from training.classes import CLASS_INDEX
 from training.models import ModelVersion, TrainingRun
@@ -90,7 +90,14 @@ def test_confirming_what_a_vandals_own_model_taught_still_waits_for_review(defau
         "/api/predictions/", {"image": base64.b64encode(draw_png(SEVEN)).decode()}, format="json"
     ).json()
     assert (second["label"], second["personal"]) == ("x", True)
+    assert Prediction.objects.get(sample_id=second["sample"]).personal
     assert correct(vandal, second["sample"], "x")["training_state"] == PROPOSED
+    # Moderators' figures of the shared model leave out what a personal model answered.
+    third = vandal.post(
+        "/api/predictions/", {"image": base64.b64encode(draw_png(SEVEN)).decode()}, format="json"
+    ).json()
+    correct(vandal, third["sample"], "7")
+    assert selectors.samples_confused_pairs() == [{"predicted": "7", "true": "x", "count": 1}]
     # And a moderator's exclusion lifted, repeating a declined label is no trusted one.
     Sample.objects.filter(pk=second["sample"]).update(status=Sample.Status.UNREVIEWED)
     Correction.objects.update(training_state=Correction.TrainingState.DECLINED)

@@ -49,7 +49,7 @@ class ConfidencePercent:
 
 class PredictionInline(ConfidencePercent, ReadOnlyInline):
     model = Prediction
-    fields = ("created_at", "model_version", "label", "confidence_percent", "top_k")
+    fields = ("created_at", "model_version", "label", "personal", "confidence_percent", "top_k")
     readonly_fields = fields
     verbose_name_plural = "predictions (newest first)"
 

@@ -135,6 +135,9 @@ class SampleAdmin(IdSearchMixin, SampleReviewActions, admin.ModelAdmin):
 
     @admin.display(description="predicted", ordering="predicted_label")
     def predicted(self, sample):
+        # A personal model's answer is what its writer taught, not the shared model's reading.
+        if sample.predicted_personally:
+            return f"{sample.predicted_label} (personal)"
         return sample.predicted_label
 
     @admin.display(description="confidence", ordering="confidence")

@@ -92,9 +92,13 @@ def predict_drawing(
         probabilities=[round(float(p), 6) for p in probabilities],
         latency_ms=latency_ms,
     )
-    _store(sample=sample, png=stored_png, prediction=prediction)
     pairs = lookalike_pairs(loaded.version_id)
     lookalikes = lookalikes_of(probabilities, pairs, answer.taught)
+    personal = answer.shaped or (
+        bool(answer.taught) and lookalikes != lookalikes_of(probabilities, pairs)
+    )
+    sample.predicted_personally = prediction.personal = personal
+    _store(sample=sample, png=stored_png, prediction=prediction)
     return PredictionOutcome(
         sample=sample,
         prediction=prediction,
@@ -102,8 +106,7 @@ def predict_drawing(
         preview_png=encode_png(Image.fromarray(glyph, mode="L")),
         model_version_number=loaded.number,
         lookalikes=lookalikes,
-        personal=answer.shaped
-        or (bool(answer.taught) and lookalikes != lookalikes_of(probabilities, pairs)),
+        personal=personal,
     )
 
 
