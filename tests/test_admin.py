@@ -359,6 +359,27 @@ def test_one_anonymous_drawers_drawings_are_found_from_any_of_them(mod_client, d
     ) == (set(theirs))
 
 
+def test_a_samples_page_reviews_it_and_returns_to_the_queue(mod_client, samples):
+    sample = samples["seven"]
+    page = mod_client.get(f"{SAMPLES}{sample.pk}/change/").content.decode()
+    for title in ("Confirm label", "Relabel", "Exclude from training"):
+        assert title in page
+    form = re.search(r'<form method="post" action="([^"]+)">.*?value="confirm"', page, re.S)
+    response = mod_client.post(
+        form.group(1), {"action": "confirm", ACTION_CHECKBOX_NAME: [sample.pk]}, follow=True
+    )
+    assert response.request["PATH_INFO"] == SAMPLES
+    sample.refresh_from_db()
+    assert sample.status == Sample.Status.CONFIRMED
+    relabel = mod_client.post(
+        form.group(1), {"action": "relabel", ACTION_CHECKBOX_NAME: [sample.pk]}
+    )
+    assert "Relabel samples" in relabel.content.decode()  # the choice of label, for this one
+    excluded = act(mod_client, SAMPLES, "exclude_from_training", [sample])
+    assert excluded.status_code == 200
+    assert "Include in training" in mod_client.get(f"{SAMPLES}{sample.pk}/change/").content.decode()
+
+
 def test_excluded_samples_are_never_replayed(mod_client, samples):
     for sample, label in zip(samples.values(), "7102", strict=True):
         services.correct_sample(sample=sample, label=label, source="api", author=teacher())

@@ -182,3 +182,18 @@ def test_changelists_keep_their_last_column_in_reach(page, default_model):
     page.set_viewport_size({"width": 1280, "height": 800})
     page.goto(admin + "recognition/sample/")
     page.screenshot(path=ARTIFACTS / "admin-sample-changelist.png", full_page=True)
+
+
+def test_moderator_reviews_a_sample_from_its_own_page(page, default_model):
+    services.moderator_create(username="mod", password=PASSWORD)
+    sample = services.predict_drawing(image_data=draw_png(SEVEN), source="page").sample
+    page.fill("#id_username", "mod")
+    page.fill("#id_password", PASSWORD)
+    page.get_by_role("button", name="Log in").click()
+    page.goto(page.url.split("/admin/")[0] + f"/admin/recognition/sample/{sample.pk}/change/")
+    page.screenshot(path=ARTIFACTS / "admin-sample-page.png", full_page=True)
+    page.get_by_role("button", name="Confirm label").click()
+    expect(page.locator("ul.messagelist")).to_contain_text("Confirmed 1 sample")
+    assert page.url.endswith("/admin/recognition/sample/")
+    sample.refresh_from_db()
+    assert sample.status == Sample.Status.CONFIRMED

@@ -102,6 +102,21 @@ class SampleAdmin(IdSearchMixin, SampleReviewActions, admin.ModelAdmin):
     def get_queryset(self, request):
         return selectors.sample_list()
 
+    def render_change_form(self, request, context, add=False, change=False, form_url="", obj=None):
+        # A sample's page offers the review actions on itself (its template shows them).
+        if obj is not None:
+            status = (
+                ("include_in_training", "Include in training")
+                if obj.status == Sample.Status.EXCLUDED
+                else ("exclude_from_training", "Exclude from training")
+            )
+            context["review_actions"] = [
+                ("confirm", "Confirm label"),
+                ("relabel", "Relabel"),
+                status,
+            ]
+        return super().render_change_form(request, context, add, change, form_url, obj)
+
     def get_ordering(self, request):
         # Expressions (nulls last), which the `ordering` attribute's checks reject.
         return selectors.REVIEW_QUEUE_ORDERING
