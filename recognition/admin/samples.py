@@ -143,10 +143,11 @@ class SampleAdmin(IdSearchMixin, SampleReviewActions, admin.ModelAdmin):
         everything = reverse("admin:recognition_sample_changelist") + f"?drawer_of={sample.pk}"
         return format_html('{} (<a href="{}">all their drawings</a>)', who, everything)
 
-    @admin.display(description="proposed", boolean=True, ordering="-proposed")
+    @admin.display(description="proposed", ordering="-proposed")
     def awaits_review(self, sample):
-        """A correction from someone the shared model does not learn from without review."""
-        return sample.proposed
+        """A correction from someone the shared model does not learn from without review;
+        words, not Django's red cross on every other row, which reads as an error."""
+        return "awaits review" if sample.proposed else ""
 
     @admin.display(description="predicted", ordering="predicted_label")
     def predicted(self, sample):
