@@ -48,13 +48,13 @@ def canvas_png(digit: np.ndarray) -> bytes:
     return buffer.getvalue()
 
 
-# The hostile client keeps its session cookie, as any script can: it may then label the
-# drawings it made, and only those.
+# The hostile client draws as the page does and keeps its session cookie, as any script
+# can: it may then label the drawings it made, and only those.
 HOSTILE_COOKIES = CookieJar()
 
 
 def predict(url: str, png: bytes, headers: dict | None = None) -> tuple[int, dict]:
-    body = {"image": base64.b64encode(png).decode()}
+    body = {"image": base64.b64encode(png).decode(), "source": "page"}
     return call(url, "/api/predictions/", body, headers=headers, cookies=HOSTILE_COOKIES)
 
 

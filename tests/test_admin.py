@@ -342,7 +342,7 @@ def test_one_anonymous_drawers_drawings_are_found_from_any_of_them(mod_client, d
     from rest_framework.test import APIClient
 
     def drawn_by(client, drawing) -> int:
-        body = {"image": base64.b64encode(draw_png(drawing)).decode()}
+        body = {"image": base64.b64encode(draw_png(drawing)).decode(), "source": "page"}
         return client.post("/api/predictions/", body, format="json").json()["sample"]
 
     vandal, other = APIClient(), APIClient()

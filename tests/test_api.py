@@ -279,7 +279,7 @@ def test_samples_need_staff_or_permission(client, default_model, staff):
 
 def test_sample_list_filters_and_detail(client, default_model, staff):
     one = predict(client, draw_png(ONE)).json()["sample"]
-    seven = predict(client, draw_png(SEVEN)).json()["sample"]
+    seven = predict(client, draw_png(SEVEN), source="page").json()["sample"]
     client.post(f"/api/samples/{seven}/corrections/", {"label": "t"}, format="json")
     client.force_authenticate(staff)
     ids = lambda query: [row["id"] for row in client.get(f"/api/samples/{query}").json()["results"]]  # noqa: E731

@@ -42,7 +42,8 @@ def rates(settings, **rates):
 
 
 def predict(client, png=PNG, **extra):
-    body = {"image": base64.b64encode(png).decode()}
+    """As the page draws: its session may then label the drawing."""
+    body = {"image": base64.b64encode(png).decode(), "source": "page"}
     return client.post("/api/predictions/", body, format="json", **extra)
 
 

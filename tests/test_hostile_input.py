@@ -59,8 +59,9 @@ def client():
 
 @pytest.fixture
 def sample(client, default_model) -> Sample:
-    """A sample the client drew, so that it may correct it."""
-    response = post_image(client, PNG, as_json=True)
+    """A sample the client drew on the page (its session), so that it may correct it."""
+    body = {"image": base64.b64encode(PNG).decode(), "source": "page"}
+    response = client.post("/api/predictions/", body, format="json")
     assert response.status_code == 201, response.content
     return Sample.objects.get(pk=response.json()["sample"])
 

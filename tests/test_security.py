@@ -141,9 +141,10 @@ def test_session_users_need_the_pages_csrf_token_to_correct(default_model, staff
         Correction.objects.all().delete()
 
 
-def test_only_the_drawer_and_moderators_may_label_an_anonymous_api_drawing(default_model, staff):
+def test_only_the_drawer_and_moderators_may_label_an_anonymous_drawing(default_model, staff):
     drawer, stranger = APIClient(), APIClient()
-    made = predict(drawer, draw_png(SEVEN))
+    page_drawing = {"image": base64.b64encode(draw_png(SEVEN)).decode(), "source": "page"}
+    made = drawer.post("/api/predictions/", page_drawing, format="json")
     assert made.status_code == 201 and made.cookies.get("sessionid"), made.content
     url = f"/api/samples/{made.json()['sample']}/corrections/"
     # A client that kept no cookie is a stranger too: ids are sequential.
@@ -156,6 +157,13 @@ def test_only_the_drawer_and_moderators_may_label_an_anonymous_api_drawing(defau
     staffed = token_client(staff).post(url, {"label": "7"}, format="json")
     assert staffed.status_code == 201, staffed.content
     assert list(Correction.objects.order_by("pk").values_list("label", flat=True)) == ["t", "7"]
+    # An anonymous program keeps no session: its drawings are nobody's to label.
+    program = predict(APIClient(), draw_png(SEVEN)).json()["sample"]
+    assert "sessionid" not in predict(APIClient(), draw_png(SEVEN)).cookies
+    refused = APIClient().post(
+        f"/api/samples/{program}/corrections/", {"label": "x"}, format="json"
+    )
+    assert refused.status_code == 404 and "only its drawer" in refused.json()["error"]["message"]
 
 
 def test_staff_sessions_need_the_csrf_token_to_activate(default_model, staff):
@@ -202,7 +210,8 @@ def test_anonymous_corrections_are_throttled(default_model, settings, redis_cach
         "DEFAULT_THROTTLE_RATES": {"anon": "3/min", "user": None},
     }
     client = APIClient()
-    sample = predict(client, draw_png(ONE)).json()["sample"]  # predictions count too
+    drawing = {"image": base64.b64encode(draw_png(ONE)).decode(), "source": "page"}
+    sample = client.post("/api/predictions/", drawing, format="json").json()["sample"]  # counts
     url = f"/api/samples/{sample}/corrections/"
     codes = [client.post(url, {"label": label}, format="json").status_code for label in "lt7"]
     assert codes == [201, 201, 429]

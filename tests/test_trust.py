@@ -47,8 +47,9 @@ def trusted_writer(db):
 
 
 def predict(client, drawing=SEVEN) -> int:
+    """As the page draws (an anonymous client's session may then label it) or a token's."""
     png = base64.b64encode(draw_png(drawing)).decode()
-    response = client.post("/api/predictions/", {"image": png}, format="json")
+    response = client.post("/api/predictions/", {"image": png, "source": "page"}, format="json")
     assert response.status_code == 201, response.content
     return response.json()["sample"]
 
@@ -87,14 +88,18 @@ def test_confirming_what_a_vandals_own_model_taught_still_waits_for_review(defau
     # The vandal's personal model now reads their 7s as "x"; "Right" on that answer is
     # a label the shared model does not read, and must wait for a moderator like one.
     second = vandal.post(
-        "/api/predictions/", {"image": base64.b64encode(draw_png(SEVEN)).decode()}, format="json"
+        "/api/predictions/",
+        {"image": base64.b64encode(draw_png(SEVEN)).decode(), "source": "page"},
+        format="json",
     ).json()
     assert (second["label"], second["personal"]) == ("x", True)
     assert Prediction.objects.get(sample_id=second["sample"]).personal
     assert correct(vandal, second["sample"], "x")["training_state"] == PROPOSED
     # Moderators' figures of the shared model leave out what a personal model answered.
     third = vandal.post(
-        "/api/predictions/", {"image": base64.b64encode(draw_png(SEVEN)).decode()}, format="json"
+        "/api/predictions/",
+        {"image": base64.b64encode(draw_png(SEVEN)).decode(), "source": "page"},
+        format="json",
     ).json()
     correct(vandal, third["sample"], "7")
     assert selectors.samples_confused_pairs() == [{"predicted": "7", "true": "x", "count": 1}]
@@ -271,9 +276,8 @@ def test_a_real_worker_learns_a_proposed_correction_only_once_approved(
 
 
 def predict_png(client, png: bytes, field: str = "sample"):
-    response = client.post(
-        "/api/predictions/", {"image": base64.b64encode(png).decode()}, format="json"
-    )
+    body = {"image": base64.b64encode(png).decode(), "source": "page"}
+    response = client.post("/api/predictions/", body, format="json")
     assert response.status_code == 201, response.content
     return response.json()[field]
 

@@ -88,8 +88,10 @@ class PredictionCreateApi(APIView):
         serializer = self.PredictionInputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         data = serializer.validated_data
-        # An anonymous drawing belongs to a session, so that only its drawer may label it.
-        session_key = _session_key(request, create=not request.user.is_authenticated)
+        # The page's drawings belong to its session, so that their drawer may label them. A
+        # program's belong to its token; an anonymous program's to nobody (a session row
+        # for each of its requests would cost a third of its throughput).
+        session_key = _session_key(request, create=data["source"] == Sample.Source.PAGE)
         outcome = services.predict_drawing(
             image_data=data["image"],
             strokes=data.get("strokes"),
@@ -142,7 +144,10 @@ class CorrectionCreateApi(APIView):
             session_key=request.session.session_key,
         )
         if sample is None:
-            raise NotFound(f"No sample {sample_id} that you may label.")
+            raise NotFound(
+                f"No sample {sample_id} that you may label: only its drawer (the page's "
+                "session, or the token it was sent with) and moderators may."
+            )
         outcome = services.correct_sample(
             sample=sample,
             label=serializer.validated_data["label"],
