@@ -20,7 +20,7 @@ import json
 import random
 import sys
 import time
-from http.cookiejar import CookieJar
+from http.cookiejar import CookieJar, DefaultCookiePolicy
 from pathlib import Path
 
 import numpy as np
@@ -48,9 +48,16 @@ def canvas_png(digit: np.ndarray) -> bytes:
     return buffer.getvalue()
 
 
+class ScriptCookies(DefaultCookiePolicy):
+    """A script sends its cookies back over plain HTTP too, "Secure" or not."""
+
+    def return_ok_secure(self, cookie, request):
+        return True
+
+
 # The hostile client draws as the page does and keeps its session cookie, as any script
 # can: it may then label the drawings it made, and only those.
-HOSTILE_COOKIES = CookieJar()
+HOSTILE_COOKIES = CookieJar(policy=ScriptCookies())
 
 
 def predict(url: str, png: bytes, headers: dict | None = None) -> tuple[int, dict]:
@@ -73,7 +80,9 @@ def sevens() -> list[bytes]:
 
 
 def reads_seven(url: str, measured: list[bytes]) -> float:
-    labels = [predict(url, png)[1]["label"] for png in measured]
+    # Another person's reading: the shared model's, not the hostile client's own model.
+    drawing = lambda png: {"image": base64.b64encode(png).decode()}  # noqa: E731
+    labels = [call(url, "/api/predictions/", drawing(png))[1]["label"] for png in measured]
     return sum(label == "7" for label in labels) / len(labels)
 
 
