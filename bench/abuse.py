@@ -71,6 +71,10 @@ def correct(url: str, sample: int, label: str) -> tuple[int, dict]:
     )
 
 
+def shared_reading(url: str, png: bytes) -> str:
+    return call(url, "/api/predictions/", {"image": base64.b64encode(png).decode()})[1]["label"]
+
+
 def sevens() -> list[bytes]:
     from torchvision.datasets import MNIST as TorchMNIST
 
@@ -81,8 +85,7 @@ def sevens() -> list[bytes]:
 
 def reads_seven(url: str, measured: list[bytes]) -> float:
     # Another person's reading: the shared model's, not the hostile client's own model.
-    drawing = lambda png: {"image": base64.b64encode(png).decode()}  # noqa: E731
-    labels = [call(url, "/api/predictions/", drawing(png))[1]["label"] for png in measured]
+    labels = [shared_reading(url, png) for png in measured]
     return sum(label == "7" for label in labels) / len(labels)
 
 

@@ -13,6 +13,7 @@ from recognizer_site.paginators import EstimatedCountPaginator
 from . import charts, selectors, services
 from .classes import CLASSES
 from .models import ModelVersion, TrainingRun
+from .selectors import version_json_of
 
 
 def _percent(value) -> str:
@@ -32,16 +33,6 @@ class RecentVersionsFilter(admin.RelatedFieldListFilter):
         versions = ModelVersion.objects.order_by("-number").only("number", "status")
         versions = versions[:RECENT_VERSIONS]
         return [(version.pk, str(version)) for version in versions]
-
-
-# A version's JSON columns (its metrics hold a confusion matrix), which a list row that only
-# names the version leaves unread.
-VERSION_JSON = ("metrics", "training_info", "trained_sample_ids", "classes")
-
-
-def version_json_of(relation: str) -> list[str]:
-    """``VERSION_JSON`` of the version a list reaches through ``relation``, for ``defer()``."""
-    return [f"{relation}__{name}" for name in VERSION_JSON]
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):

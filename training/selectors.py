@@ -26,14 +26,20 @@ def version_active() -> ModelVersion | None:
     return ModelVersion.objects.filter(status=ModelVersion.Status.ACTIVE).first()
 
 
+# A version's JSON columns (its metrics hold a confusion matrix), which a row that only
+# names the version leaves unread.
+VERSION_JSON = ("metrics", "training_info", "trained_sample_ids", "classes")
+
+
+def version_json_of(relation: str) -> list[str]:
+    """``VERSION_JSON`` of the version a query reaches through ``relation``, for ``defer()``."""
+    return [f"{relation}__{name}" for name in VERSION_JSON]
+
+
 def runs_with_versions() -> QuerySet[TrainingRun]:
     """Runs with their parent's and result's version numbers, not those versions' large columns."""
     return TrainingRun.objects.select_related("parent_version", "result_version").defer(
-        *(
-            f"{version}__{column}"
-            for version in ("parent_version", "result_version")
-            for column in ("metrics", "training_info", "trained_sample_ids")
-        )
+        *version_json_of("parent_version"), *version_json_of("result_version")
     )
 
 

@@ -5,7 +5,8 @@ from django.db.models.functions import Length
 from django.urls import reverse
 from django.utils.html import format_html
 
-from training.admin import ReadOnlyAdmin, version_json_of
+from training.admin import ReadOnlyAdmin
+from training.selectors import version_json_of
 
 from . import services
 from .identity import writer_shown

@@ -8,8 +8,9 @@ from django.urls import reverse
 from django.utils.html import format_html, format_html_join
 
 from recognizer_site.admin_search import IdSearchMixin
-from training.admin import ReadOnlyAdmin, RecentVersionsFilter, version_json_of
+from training.admin import ReadOnlyAdmin, RecentVersionsFilter
 from training.classes import CLASSES
+from training.selectors import version_json_of
 
 from ..models import Correction, Prediction
 from .filters import RecentAuthorsFilter
